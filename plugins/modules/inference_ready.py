@@ -1,0 +1,233 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: inference_ready
+short_description: Wait until an inference engine really serves a model
+version_added: 0.1.0
+description:
+  - Waits until an OpenAI-compatible inference engine (llama.cpp C(llama-server) or vLLM)
+    on the target host is ready, not merely alive.
+  - Readiness means, in order, that C(/health) answers HTTP 200 (llama.cpp answers 503
+    while the model loads), that C(/v1/models) lists O(served_name), and that one short
+    real chat completion succeeds.
+  - If O(unit) is given and the systemd unit stops or fails while waiting, the module
+    fails at once and includes the unit's last journal lines in the message.
+  - Uses only the Python standard library on the target.
+author:
+  - modelops.fleet contributors
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; it runs the same in check mode.
+  diff_mode:
+    support: none
+options:
+  url:
+    description: Base URL of the API as seen from the target host.
+    type: str
+    default: http://127.0.0.1:8080
+  served_name:
+    description:
+      - Model name the engine must list in C(/v1/models) and that the completion uses
+        (llama.cpp C(--alias), vLLM C(--served-model-name)).
+    type: str
+    required: true
+  timeout:
+    description: Seconds to wait in total before failing.
+    type: int
+    default: 180
+  completion:
+    description: Whether to require one short real chat completion.
+    type: bool
+    default: true
+  prompt:
+    description: User message of the readiness completion.
+    type: str
+    default: "What is the capital of France? Answer in one word."
+  max_tokens:
+    description: Token limit of the readiness completion.
+    type: int
+    default: 16
+  api_key:
+    description: Bearer token for engines started with an API key.
+    type: str
+  unit:
+    description:
+      - Name of the systemd unit running the engine. When set, a unit that is not active
+        fails the wait early, with the unit's last journal lines in the message.
+    type: str
+  journal_lines:
+    description: How many journal lines of O(unit) to include on failure.
+    type: int
+    default: 20
+"""
+
+EXAMPLES = r"""
+- name: Wait until llama-server serves the new version
+  modelops.fleet.inference_ready:
+    served_name: qwen3-4b-instruct
+    unit: modelops-llama-server.service
+    timeout: 300
+
+- name: Wait for vLLM behind an API key
+  modelops.fleet.inference_ready:
+    url: http://127.0.0.1:8000
+    served_name: qwen3-4b-instruct
+    api_key: "{{ vault_vllm_api_key }}"
+    timeout: 900
+"""
+
+RETURN = r"""
+ready:
+  description: Whether the engine became ready.
+  returned: always
+  type: bool
+  sample: true
+elapsed:
+  description: Seconds spent waiting.
+  returned: always
+  type: float
+  sample: 4.2
+models:
+  description: Model names listed by C(/v1/models).
+  returned: when the engine answered
+  type: list
+  elements: str
+  sample: [qwen3-4b-instruct]
+completion:
+  description: Text of the readiness completion.
+  returned: when O(completion=true) and the engine became ready
+  type: str
+  sample: Paris.
+latency_ms:
+  description: Latency of the readiness completion in milliseconds.
+  returned: when O(completion=true) and the engine became ready
+  type: float
+  sample: 312.5
+"""
+
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import (
+    ApiError,
+    OpenAIClient,
+)
+
+
+class EngineNotReady(Exception):
+    pass
+
+
+class ReadinessWaiter(object):
+    def __init__(self, module):
+        self.module = module
+        p = module.params
+        self.client = OpenAIClient(p["url"], api_key=p["api_key"], timeout=30)
+        self.served_name = p["served_name"]
+        self.unit = p["unit"]
+
+    def unit_state(self):
+        if not self.unit:
+            return None
+        proc = subprocess.run(["systemctl", "is-active", self.unit], check=False,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return proc.stdout.strip()
+
+    def journal(self):
+        if not self.unit:
+            return ""
+        proc = subprocess.run(
+            ["journalctl", "-u", self.unit, "-n", str(self.module.params["journal_lines"]),
+             "--no-pager", "-o", "cat"],
+            check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return proc.stdout.strip()
+
+    def fail_with_journal(self, msg):
+        journal = self.journal()
+        if journal:
+            msg = "%s\nLast journal lines of %s:\n%s" % (msg, self.unit, journal)
+        raise EngineNotReady(msg)
+
+    def wait(self):
+        p = self.module.params
+        start = time.monotonic()
+        deadline = start + p["timeout"]
+        last = "no answer yet"
+        result = {"ready": False, "models": []}
+        # A unit that restarts on failure passes through "activating": only give up on a
+        # unit that is definitely down for several consecutive polls.
+        down_polls = 0
+        while time.monotonic() < deadline:
+            state = self.unit_state()
+            if state in ("failed", "inactive"):
+                down_polls += 1
+                if down_polls >= 3:
+                    self.fail_with_journal(
+                        "%s is %s: the engine is not running (it crashed or was stopped)"
+                        % (self.unit, state))
+            else:
+                down_polls = 0
+            try:
+                status = self.client.health()
+                if status != 200:
+                    last = "/health answered HTTP %d (model still loading?)" % status
+                else:
+                    models = self.client.models()
+                    result["models"] = models
+                    if self.served_name not in models:
+                        last = "/v1/models lists %s, not %r" % (models, self.served_name)
+                    elif not p["completion"]:
+                        result["ready"] = True
+                        break
+                    else:
+                        text, latency, dummy = self.client.chat(
+                            self.served_name,
+                            [{"role": "user", "content": p["prompt"]}],
+                            max_tokens=p["max_tokens"])
+                        result.update(ready=True, completion=text,
+                                      latency_ms=round(latency, 1))
+                        break
+            except ApiError as e:
+                last = str(e)
+            time.sleep(1)
+        result["elapsed"] = round(time.monotonic() - start, 2)
+        if not result["ready"]:
+            self.fail_with_journal(
+                "engine at %s did not become ready serving %r within %ds; last: %s"
+                % (p["url"], self.served_name, p["timeout"], last))
+        return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", default="http://127.0.0.1:8080"),
+            served_name=dict(type="str", required=True),
+            timeout=dict(type="int", default=180),
+            completion=dict(type="bool", default=True),
+            prompt=dict(type="str", default="What is the capital of France? Answer in one word."),
+            max_tokens=dict(type="int", default=16),
+            api_key=dict(type="str", no_log=True),
+            unit=dict(type="str"),
+            journal_lines=dict(type="int", default=20),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = ReadinessWaiter(module).wait()
+    except EngineNotReady as e:
+        module.fail_json(msg=str(e), ready=False)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

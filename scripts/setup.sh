@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/demo.sh and scripts/test.sh. Source it (bash): it installs
+# what a fresh Debian 12 machine lacks (apt and pip), then exports PATH and ANSIBLE_* so
+# that this checkout is the modelops.fleet collection.
+# Everything slow is cached outside the checkout under $MODELOPS_CACHE.
+
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export MODELOPS_CACHE="${MODELOPS_CACHE:-/var/cache/modelops-fleet}"
+export MODELOPS_FLEET_STATE="${MODELOPS_FLEET_STATE:-/var/tmp/modelops-fleet}"
+mkdir -p "${MODELOPS_CACHE}" "${MODELOPS_FLEET_STATE}"
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+APT_PACKAGES=(podman runc debootstrap gnupg openssh-client rsync uidmap iproute2
+              shellcheck git python3-venv curl ca-certificates cmake g++ make)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    say "apt-get install ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python virtual environment keyed by the pinned requirements.
+PY="${PYTHON:-python3}"
+REQ_HASH="$(cat "${REPO}/requirements.txt" "${REPO}/requirements-test.txt" | sha256sum | cut -c1-12)"
+VENV="${MODELOPS_CACHE}/venv-$("${PY}" -c 'import sys; print("py%d.%d" % sys.version_info[:2])')-${REQ_HASH}"
+if [[ ! -x "${VENV}/bin/ansible-playbook" ]]; then
+    say "creating ${VENV}"
+    rm -rf "${VENV}"
+    "${PY}" -m venv "${VENV}"
+    "${VENV}/bin/pip" install --quiet --upgrade pip
+    "${VENV}/bin/pip" install --quiet -r "${REPO}/requirements-test.txt"
+fi
+export VIRTUAL_ENV="${VENV}"
+export PATH="${VENV}/bin:${PATH}"
+
+# This checkout is the collection: link it where ansible.cfg's collections_path looks.
+mkdir -p "${REPO}/.collections/ansible_collections/modelops"
+ln -sfn "${REPO}" "${REPO}/.collections/ansible_collections/modelops/fleet"
+export ANSIBLE_CONFIG="${REPO}/ansible.cfg"
+export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
+cd "${REPO}"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Build the Debian 12 test-host image with debootstrap and import it into podman.
+# The rootfs tarball is cached outside the checkout, keyed by the image version; a second
+# run only re-imports it if podman lost the image. Prints the podman image name.
+set -euo pipefail
+
+IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-1}"
+CACHE="${MODELOPS_CACHE:-/var/cache/modelops-fleet}"
+SUITE=bookworm
+KEY="host-image-${SUITE}-v${IMAGE_VERSION}"
+TARBALL="${CACHE}/${KEY}.tar"
+IMAGE="localhost/modelops-fleet-host:${SUITE}-v${IMAGE_VERSION}"
+PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates"
+
+if podman image exists "${IMAGE}"; then
+    echo "${IMAGE}"
+    exit 0
+fi
+
+if [[ ! -f "${TARBALL}" ]]; then
+    # Use the Debian mirror this machine's apt is configured with.
+    MIRROR="${MODELOPS_DEBIAN_MIRROR:-}"
+    if [[ -z "${MIRROR}" ]]; then
+        MIRROR="$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
+            /etc/apt/sources.list.d/*.list 2>/dev/null \
+            | grep -E '/debian/?( |$)' | head -n1 | sed -E 's/^URIs: *//; s/^deb +(\[[^]]*\] +)?//; s/ .*//' || true)"
+    fi
+    if [[ -z "${MIRROR}" ]]; then
+        echo "no Debian mirror found in /etc/apt; set MODELOPS_DEBIAN_MIRROR" >&2
+        exit 1
+    fi
+    mkdir -p "${CACHE}"
+    ROOTFS="$(mktemp -d "${CACHE}/rootfs.XXXXXX")"
+    trap 'rm -rf "${ROOTFS}"' EXIT
+    echo "debootstrap ${SUITE} into ${ROOTFS} (~90 s)" >&2
+    debootstrap --variant=minbase --include="${PACKAGES}" "${SUITE}" "${ROOTFS}" "${MIRROR}" >&2
+
+    # Make the rootfs boot cleanly as a container: no getty, no host keys baked in
+    # (each host generates its own at first boot), sshd enabled, key-only root login.
+    chroot "${ROOTFS}" systemctl enable ssh.service >&2
+    chroot "${ROOTFS}" systemctl mask getty@tty1.service console-getty.service \
+        systemd-logind.service systemd-firstboot.service >&2 || true
+    rm -f "${ROOTFS}"/etc/ssh/ssh_host_*
+    cat > "${ROOTFS}/etc/systemd/system/ssh-keygen.service" <<'UNIT'
+[Unit]
+Description=Generate SSH host keys
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    chroot "${ROOTFS}" systemctl enable ssh-keygen.service >&2
+    cat > "${ROOTFS}/etc/ssh/sshd_config.d/modelops-test.conf" <<'CONF'
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UseDNS no
+CONF
+    : > "${ROOTFS}/etc/machine-id"
+    rm -rf "${ROOTFS}"/var/cache/apt/archives/*.deb "${ROOTFS}"/var/lib/apt/lists/*
+    tar -C "${ROOTFS}" --numeric-owner -cf "${TARBALL}.tmp" .
+    mv "${TARBALL}.tmp" "${TARBALL}"
+fi
+
+podman import --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' \
+    "${TARBALL}" "${IMAGE}" >&2
+echo "${IMAGE}"

