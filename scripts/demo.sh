@@ -20,7 +20,7 @@ say "demo fleet up (inventories/demo)"
 python tests/fleet/fleet.py up --name demo --inventory inventories/demo >/dev/null
 
 say "every host answers over its connection (OpenSSH or paramiko)"
-ansible all -i inventories/demo -m ansible.builtin.ping -o
+ansible all -i inventories/demo -m ansible.builtin.ping
 
 say "serve the model on every host and ask each one a question"
 ansible-playbook -i inventories/demo tests/fleet/serve_demo.yml \

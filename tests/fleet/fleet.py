@@ -57,10 +57,10 @@ def log(msg):
     print("[fleet] %s" % msg, file=sys.stderr, flush=True)
 
 
-def run(cmd, check=True, capture=True, **kw):
-    proc = subprocess.run(cmd, check=False, text=True,
-                          stdout=subprocess.PIPE if capture else None,
-                          stderr=subprocess.PIPE if capture else None, **kw)
+def run(cmd, check=True, capture=True):
+    """Run cmd; capture=False lets stderr through (progress of long builds)."""
+    proc = subprocess.run(cmd, check=False, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE if capture else None)
     if check and proc.returncode != 0:
         raise FleetError("command failed (%d): %s\n%s" % (
             proc.returncode, " ".join(cmd), (proc.stderr or "").strip()[-2000:]))
@@ -70,14 +70,12 @@ def run(cmd, check=True, capture=True, **kw):
 # --------------------------------------------------------------------------- artifacts
 
 def ensure_llama_server():
-    out = run(["bash", os.path.join(HERE, "build_llama_server.sh")], capture=False,
-              stdout=subprocess.PIPE)
+    out = run(["bash", os.path.join(HERE, "build_llama_server.sh")], capture=False)
     return out.stdout.strip().splitlines()[-1]
 
 
 def ensure_image():
-    out = run(["bash", os.path.join(HERE, "build_host_image.sh")], capture=False,
-              stdout=subprocess.PIPE)
+    out = run(["bash", os.path.join(HERE, "build_host_image.sh")], capture=False)
     return out.stdout.strip().splitlines()[-1]
 
 
