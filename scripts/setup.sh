@@ -39,6 +39,20 @@ if [[ ! -x "${VENV}/bin/ansible-playbook" ]]; then
     "${VENV}/bin/pip" install --quiet --upgrade pip
     "${VENV}/bin/pip" install --quiet -r "${REPO}/requirements-test.txt"
 fi
+# ansible-test gets a venv of its own (it installs its pinned linters per sanity test),
+# and an offline pip bootstrap in place of the script it would download.
+SANITY_VENV="${MODELOPS_CACHE}/venv-sanity-$(grep -E '^ansible-core==' "${REPO}/requirements.txt" | cut -d= -f3)"
+if [[ ! -x "${SANITY_VENV}/bin/ansible-test" ]]; then
+    say "creating ${SANITY_VENV}"
+    rm -rf "${SANITY_VENV}"
+    "${PY}" -m venv "${SANITY_VENV}"
+    "${SANITY_VENV}/bin/pip" install --quiet "$(grep -E '^ansible-core==' "${REPO}/requirements.txt")"
+fi
+export SANITY_VENV
+PIP_BOOTSTRAP_VERSION="$("${SANITY_VENV}/bin/python" -c 'import re,sys,ansible_test._internal.python_requirements as m; print(re.search(r"pip=.([0-9.]+)", open(m.__file__).read()).group(1))' 2>/dev/null || echo 24.2)"
+mkdir -p "${HOME}/.ansible/test/cache"
+cp "${REPO}/scripts/ansible_test_get_pip.py" "${HOME}/.ansible/test/cache/get_pip_${PIP_BOOTSTRAP_VERSION//./_}.py"
+
 export VIRTUAL_ENV="${VENV}"
 export PATH="${VENV}/bin:${PATH}"
 

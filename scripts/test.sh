@@ -40,8 +40,13 @@ sanity() {
     ansible-galaxy collection build --force --output-path "${tmp}" "${REPO}" &&
     ansible-galaxy collection install --force -p "${tmp}/collections" "${tmp}"/modelops-fleet-*.tar.gz &&
     (cd "${tmp}/collections/ansible_collections/modelops/fleet" &&
-        ansible-doc -t module modelops.fleet.inference_ready >/dev/null &&
-        ansible-test sanity --venv --python 3.11 --color no "$@")
+        for m in plugins/modules/*.py; do
+            m="$(basename "${m}" .py)"
+            ANSIBLE_COLLECTIONS_PATH="${tmp}/collections" ANSIBLE_CONFIG=/dev/null \
+                ansible-doc -t module "modelops.fleet.${m}" >/dev/null || exit 1
+        done &&
+        PATH="${SANITY_VENV}/bin:${PATH}" VIRTUAL_ENV="${SANITY_VENV}" \
+            ansible-test sanity --requirements --python 3.11 --color no "$@")
     local rc=$?
     rm -rf "${tmp}"
     return ${rc}
@@ -56,7 +61,7 @@ artifacts() {
 
 stage unit       python -m pytest -q -p no:cacheprovider tests/unit
 stage sanity     sanity
-stage lint       ansible-lint --profile production
+stage lint       bash -c "ansible-lint --profile production && antsibull-changelog lint"
 stage artifacts  artifacts
 if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     stage molecule   molecule test --all

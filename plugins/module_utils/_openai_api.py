@@ -15,7 +15,8 @@ import json
 import socket
 import time
 import urllib.error
-import urllib.request
+
+from ansible.module_utils.urls import open_url
 
 
 class ApiError(Exception):
@@ -42,10 +43,11 @@ class OpenAIClient(object):
             headers["Content-Type"] = "application/json"
         if self.api_key:
             headers["Authorization"] = "Bearer " + self.api_key
-        req = urllib.request.Request(url, data=data, headers=headers, method=method)
         start = time.monotonic()
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with open_url(url, data=data, headers=headers, method=method,
+                          timeout=timeout or self.timeout, follow_redirects="none",
+                          use_proxy=False) as resp:
                 body = resp.read()
                 status = resp.status
         except urllib.error.HTTPError as e:

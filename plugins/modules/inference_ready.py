@@ -20,13 +20,14 @@ description:
     fails at once and includes the unit's last journal lines in the message.
   - Uses only the Python standard library on the target.
 author:
-  - modelops.fleet contributors
+  - modelops.fleet developers (@modelops)
 attributes:
   check_mode:
     support: full
     description: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
 options:
   url:
     description: Base URL of the API as seen from the target host.
@@ -66,6 +67,12 @@ options:
     description: How many journal lines of O(unit) to include on failure.
     type: int
     default: 20
+  max_restarts:
+    description:
+      - Fail as soon as systemd has restarted O(unit) this many times while waiting
+        (a crash loop under C(Restart=on-failure)) instead of waiting for O(timeout).
+    type: int
+    default: 2
 """
 
 EXAMPLES = r"""
@@ -142,6 +149,18 @@ class ReadinessWaiter(object):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return proc.stdout.strip()
 
+    def restarts(self):
+        """How often systemd restarted the unit (Restart=on-failure) so far."""
+        if not self.unit:
+            return 0
+        proc = subprocess.run(["systemctl", "show", "-p", "NRestarts", "--value", self.unit],
+                              check=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+        try:
+            return int(proc.stdout.strip() or 0)
+        except ValueError:
+            return 0
+
     def journal(self):
         if not self.unit:
             return ""
@@ -166,8 +185,14 @@ class ReadinessWaiter(object):
         # A unit that restarts on failure passes through "activating": only give up on a
         # unit that is definitely down for several consecutive polls.
         down_polls = 0
+        restarts_at_start = self.restarts()
         while time.monotonic() < deadline:
             state = self.unit_state()
+            crashes = self.restarts() - restarts_at_start
+            if crashes >= p["max_restarts"]:
+                self.fail_with_journal(
+                    "%s crashed and was restarted %d times while waiting for it to serve %r"
+                    % (self.unit, crashes, self.served_name))
             if state in ("failed", "inactive"):
                 down_polls += 1
                 if down_polls >= 3:
@@ -215,10 +240,11 @@ def main():
             timeout=dict(type="int", default=180),
             completion=dict(type="bool", default=True),
             prompt=dict(type="str", default="What is the capital of France? Answer in one word."),
-            max_tokens=dict(type="int", default=16),
+            max_tokens=dict(type="int", default=16, no_log=False),
             api_key=dict(type="str", no_log=True),
             unit=dict(type="str"),
             journal_lines=dict(type="int", default=20),
+            max_restarts=dict(type="int", default=2),
         ),
         supports_check_mode=True,
     )

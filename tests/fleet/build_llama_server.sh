@@ -28,9 +28,9 @@ SRC="${WORK}/llama_cpp_python-${LLAMA_CPP_PYTHON_VERSION}/vendor/llama.cpp"
 
 # Fixed CPU baseline rather than -march=native, so the cached binary does not depend on
 # the exact CPU of the machine that built it.
-CPU_FLAGS="${LLAMA_CPU_FLAGS:-}"
-if [[ -z "${CPU_FLAGS}" && "${ARCH}" == x86_64 ]]; then
-    CPU_FLAGS="-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+read -r -a CPU_FLAGS <<< "${LLAMA_CPU_FLAGS:-}"
+if [[ ${#CPU_FLAGS[@]} -eq 0 && "${ARCH}" == x86_64 ]]; then
+    CPU_FLAGS=(-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)
 fi
 
 # Static, self-contained binary: it runs inside minimal Debian 12 test hosts.
@@ -40,7 +40,7 @@ cmake -S "${SRC}" -B "${WORK}/build" \
     -DBUILD_SHARED_LIBS=OFF \
     -DGGML_OPENMP=OFF \
     -DGGML_NATIVE=OFF \
-    ${CPU_FLAGS} \
+    "${CPU_FLAGS[@]}" \
     -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF \
     -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" >&2

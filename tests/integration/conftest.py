@@ -1,0 +1,113 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Integration tests against a real local fleet.
+
+The session brings up a copy of inventories/demo (fleet name "test", every port shifted by
+PORT_OFFSET so it can run beside the demo fleet) and tears it down at the end, also when
+tests fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FLEET = os.path.join(REPO, "tests", "fleet", "fleet.py")
+DEMO_INVENTORY = os.path.join(REPO, "inventories", "demo")
+PORT_OFFSET = 1000
+FLEET_NAME = "test"
+
+
+def fleet(*args, check=True):
+    proc = subprocess.run([sys.executable, FLEET] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError("fleet.py %s failed: %s" % (" ".join(args), proc.stderr))
+    return proc
+
+
+class Ansible(object):
+    def __init__(self, inventories, artifacts):
+        self.inventories = inventories
+        self.artifacts = artifacts
+
+    def _inv_args(self):
+        args = []
+        for inv in self.inventories:
+            args += ["-i", inv]
+        return args
+
+    def run(self, cmd, *args, check=True, env=None):
+        e = dict(os.environ)
+        e["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
+        e["ANSIBLE_NOCOLOR"] = "1"
+        e.update(env or {})
+        proc = subprocess.run([cmd] + self._inv_args() + list(args), cwd=REPO, env=e,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=900, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError("%s %s failed (rc=%d):\n%s" % (
+                cmd, " ".join(args), proc.returncode, proc.stdout[-6000:]))
+        return proc
+
+    def playbook(self, playbook, *args, **kw):
+        return self.run("ansible-playbook", playbook, *args, **kw)
+
+    def adhoc(self, pattern, *args, **kw):
+        return self.run("ansible", pattern, *args, **kw)
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    path = os.path.join(os.environ.get("MODELOPS_FLEET_STATE", "/var/tmp/modelops-fleet"),
+                        "artifacts.json")
+    if not os.path.exists(path):
+        proc = fleet("artifacts")
+        data = json.loads(proc.stdout)
+    else:
+        with open(path) as f:
+            data = json.load(f)
+    return data
+
+
+@pytest.fixture(scope="session")
+def test_fleet(artifacts):
+    try:
+        proc = fleet("up", "--name", FLEET_NAME, "--inventory", DEMO_INVENTORY,
+                     "--port-offset", str(PORT_OFFSET))
+        state = json.loads(proc.stdout)
+        yield state
+    finally:
+        fleet("down", "--name", FLEET_NAME, check=False)
+
+
+@pytest.fixture(scope="session")
+def ansible(test_fleet, artifacts):
+    return Ansible([DEMO_INVENTORY, test_fleet["inventory"]], artifacts)
+
+
+def recap(output):
+    """Parse PLAY RECAP lines: {host: {"ok": n, "changed": n, ...}}."""
+    result = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if in_recap and ":" in line:
+            host, rest = line.split(":", 1)
+            counts = {}
+            for item in rest.split():
+                if "=" in item:
+                    k, v = item.split("=", 1)
+                    counts[k] = int(v)
+            if counts:
+                result[host.strip()] = counts
+    return result
