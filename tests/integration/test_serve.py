@@ -55,9 +55,9 @@ def test_first_run_installs_and_every_host_answers(served, test_fleet):
         assert text.strip(), name
         assert data["model"] == "smollm2-135m-instruct"
         assert data["usage"]["completion_tokens"] > 0, (name, data)
-        # Not asserted: the exact text. Greedy decoding on a loaded 2-core machine is not
-        # bit-reproducible across hosts (seen: "The capital of France is Paris." on five
-        # hosts and French word salad on the sixth) - behaviour, not text.
+        # Not asserted: the exact text. At temperature 0 SmolLM2-135M answers this prompt
+        # with French word salad ("L'Etoile, la Marseillaise, ..."), while "... Answer in
+        # one word." gets "The capital of France is Paris." - behaviour, not text.
 
 
 def test_engine_runs_as_dedicated_user_from_current(served, ansible):
