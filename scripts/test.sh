@@ -42,7 +42,7 @@ sanity() {
     (cd "${tmp}/collections/ansible_collections/modelops/fleet" &&
         for m in plugins/modules/*.py; do
             m="$(basename "${m}" .py)"
-            ANSIBLE_COLLECTIONS_PATH="${tmp}/collections" ANSIBLE_CONFIG=/dev/null \
+            env -u ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH="${tmp}/collections" \
                 ansible-doc -t module "modelops.fleet.${m}" >/dev/null || exit 1
         done &&
         PATH="${SANITY_VENV}/bin:${PATH}" VIRTUAL_ENV="${SANITY_VENV}" \
