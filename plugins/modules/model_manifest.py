@@ -1,0 +1,316 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: model_manifest
+short_description: Build and sign the manifest of a model release
+version_added: 0.1.0
+description:
+  - Builds C(manifest.json) for a release directory C(<model>/<version>/<variant>/):
+    model name, version, variant, sequence, expiry, descriptive fields, and every file
+    with its path, size and sha256.
+  - Signs it with a detached ASCII-armoured GPG signature, C(manifest.json.asc)
+    (python-gnupg, key chosen by fingerprint).
+  - Idempotent. An unchanged directory gives a byte-identical manifest, the existing
+    signature is kept if it is a good signature by the key, and the module reports
+    C(changed=false).
+  - Usually runs on the controller (the publisher's machine), with C(delegate_to).
+author:
+  - modelops.fleet developers (@modelops)
+requirements:
+  - python-gnupg (when O(sign=true))
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the manifest or signature would change; writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the manifest before and after.
+options:
+  path:
+    description:
+      - Release directory. Its last three components must be the model name, version
+        and variant.
+    type: path
+    required: true
+  name:
+    description:
+      - Release name in the seed's style, C(<model>-<version>[-<variant>]), for example
+        C(qwen3-4b-instruct-2507-gguf-q4_k_m). The variant defaults to C(fp16).
+      - Give either O(name) or O(model_name), O(version) and O(variant).
+    type: str
+  model_name:
+    description: Model name, for example C(qwen3-4b-instruct).
+    type: str
+  version:
+    description: Version, a release date of 4, 6 or 8 digits such as C(2507).
+    type: str
+  variant:
+    description: Variant, for example C(fp16), C(bf16), C(gguf-q4_k_m), C(awq-int4).
+    type: str
+  sequence:
+    description:
+      - Release sequence number; it only grows per model. Hosts and the catalog refuse a
+        lower one than they have seen (rollback protection).
+    type: int
+    required: true
+  expires:
+    description:
+      - Expiry of the manifest, ISO 8601 (C(2027-01-01T00:00:00Z)). An expired manifest
+        is refused (freeze-attack protection).
+    type: str
+    required: true
+  release_date:
+    description: Release date, C(YYYY-MM-DD).
+    type: str
+  parameters:
+    description: Parameter count, for example C(4B).
+    type: str
+  context_length:
+    description: Context length in tokens.
+    type: int
+  license:
+    description: License of the weights, for example C(Apache-2.0).
+    type: str
+  frameworks:
+    description: Engines the variant is for, for example C(llama.cpp) or C(vLLM).
+    type: list
+    elements: str
+  platforms:
+    description: CPU architectures, for example C(x86_64), C(arm64).
+    type: list
+    elements: str
+  sign:
+    description: Whether to write the detached signature C(manifest.json.asc).
+    type: bool
+    default: true
+  gnupghome:
+    description: GnuPG home holding the signing key. Defaults to GnuPG's own default.
+    type: path
+  key_fingerprint:
+    description: Fingerprint of the signing key. Required when O(sign=true).
+    type: str
+  passphrase:
+    description: Passphrase of the signing key.
+    type: str
+  hash_cache:
+    description:
+      - Hash cache file, so that re-building the manifest of unchanged files does not
+        read them again. C(auto) is C(<repository>/.modelops/hashcache); an empty string
+        disables the cache.
+    type: str
+    default: auto
+"""
+
+EXAMPLES = r"""
+- name: Build and sign the manifest of a GGUF release
+  modelops.fleet.model_manifest:
+    path: /srv/releases/qwen3-4b-instruct/2507/gguf-q4_k_m
+    name: qwen3-4b-instruct-2507-gguf-q4_k_m
+    sequence: 12
+    expires: "2027-01-01T00:00:00Z"
+    release_date: "2025-07-15"
+    parameters: 4B
+    context_length: 262144
+    license: Apache-2.0
+    frameworks: [llama.cpp]
+    platforms: [x86_64, arm64]
+    gnupghome: ~/.gnupg-release
+    key_fingerprint: EF939A1AADB03442628773084F30D2B3F0944B39
+    passphrase: "{{ vault_release_key_passphrase }}"
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+manifest:
+  description: The manifest as written.
+  returned: success
+  type: dict
+manifest_sha256:
+  description: sha256 of C(manifest.json).
+  returned: success
+  type: str
+release:
+  description: Release name C(<model>-<version>-<variant>).
+  returned: success
+  type: str
+  sample: qwen3-4b-instruct-2507-gguf-q4_k_m
+files:
+  description: Number of files in the release.
+  returned: success
+  type: int
+bytes:
+  description: Total size of the files.
+  returned: success
+  type: int
+signed:
+  description: Whether a new signature was written by this run.
+  returned: success
+  type: bool
+"""
+
+import hashlib
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.modelops.fleet.plugins.module_utils._gpg import (
+    GNUPG_IMPORT_ERROR,
+    HAS_GNUPG,
+    SignatureError,
+    sign_detached,
+    signature_is_valid_for,
+)
+from ansible_collections.modelops.fleet.plugins.module_utils._release import (
+    MANIFEST,
+    SIGNATURE,
+    HashCache,
+    ReleaseError,
+    atomic_write,
+    build_manifest,
+    canonical_json,
+    check_relpath,
+    default_cache_path,
+    parse_release_name,
+    parse_time,
+    release_name,
+    validate_model_name,
+    validate_variant,
+    validate_version,
+)
+
+DESCRIPTIVE = ("release_date", "parameters", "context_length", "license", "frameworks",
+               "platforms")
+
+
+def read_or_none(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+class ManifestBuilder(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.path = self.p["path"].rstrip("/")
+
+    def identity(self):
+        p = self.p
+        if p["name"]:
+            ident = parse_release_name(p["name"])
+        else:
+            ident = {"model_name": validate_model_name(p["model_name"]),
+                     "version": validate_version(p["version"]),
+                     "variant": validate_variant(p["variant"])}
+        parts = self.path.split("/")[-3:]
+        want = [ident["model_name"], ident["version"], ident["variant"]]
+        if parts != want:
+            raise ReleaseError(
+                "release directory %s does not match release %s: expected a path ending in "
+                "%s" % (self.path, release_name(*want), "/".join(want)))
+        return ident
+
+    def run(self):
+        p = self.p
+        ident = self.identity()
+        parse_time(p["expires"], "expires")
+        meta = dict(ident, sequence=p["sequence"], expires=p["expires"])
+        for field in DESCRIPTIVE:
+            meta[field] = p[field]
+        hc = p["hash_cache"]
+        cache = None
+        if hc:
+            cache = HashCache(default_cache_path(self.path) if hc == "auto" else hc)
+        manifest = build_manifest(self.path, meta, cache=cache)
+        for f in manifest["files"]:
+            check_relpath(f["path"])
+        new = canonical_json(manifest)
+        manifest_file = os.path.join(self.path, MANIFEST)
+        sig_file = os.path.join(self.path, SIGNATURE)
+        old = read_or_none(manifest_file)
+        old_sig = read_or_none(sig_file)
+
+        manifest_changed = old != new
+        need_sign = False
+        if p["sign"]:
+            need_sign = manifest_changed or not signature_is_valid_for(
+                new, old_sig, p["gnupghome"], p["key_fingerprint"])
+        changed = manifest_changed or need_sign
+
+        if changed and not self.module.check_mode:
+            sig = None
+            if need_sign:
+                # Sign first: a failed signature leaves the old manifest and signature.
+                sig = sign_detached(new, p["gnupghome"], p["key_fingerprint"],
+                                    p["passphrase"])
+            atomic_write(manifest_file, new)
+            if sig is not None:
+                atomic_write(sig_file, sig)
+        if cache is not None and not self.module.check_mode:
+            try:
+                cache.save()
+            except OSError as e:
+                self.module.warn("could not write hash cache %s: %s" % (cache.path, e))
+
+        result = dict(changed=changed, manifest=manifest,
+                      manifest_sha256=hashlib.sha256(new).hexdigest(),
+                      release=release_name(ident["model_name"], ident["version"],
+                                           ident["variant"]),
+                      files=len(manifest["files"]),
+                      bytes=sum(f["size"] for f in manifest["files"]),
+                      signed=bool(need_sign and not self.module.check_mode))
+        if self.module._diff:
+            result["diff"] = {"before": (old or b"").decode("utf-8", "replace"),
+                              "after": new.decode("utf-8"),
+                              "before_header": manifest_file, "after_header": manifest_file}
+        return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            name=dict(type="str"),
+            model_name=dict(type="str"),
+            version=dict(type="str"),
+            variant=dict(type="str"),
+            sequence=dict(type="int", required=True),
+            expires=dict(type="str", required=True),
+            release_date=dict(type="str"),
+            parameters=dict(type="str"),
+            context_length=dict(type="int"),
+            license=dict(type="str"),
+            frameworks=dict(type="list", elements="str"),
+            platforms=dict(type="list", elements="str"),
+            sign=dict(type="bool", default=True),
+            gnupghome=dict(type="path"),
+            key_fingerprint=dict(type="str"),
+            passphrase=dict(type="str", no_log=True),
+            hash_cache=dict(type="str", default="auto"),
+        ),
+        mutually_exclusive=[("name", "model_name"), ("name", "version"), ("name", "variant")],
+        required_one_of=[("name", "model_name")],
+        required_together=[("model_name", "version", "variant")],
+        required_if=[("sign", True, ("key_fingerprint",))],
+        supports_check_mode=True,
+    )
+    if module.params["sign"] and not HAS_GNUPG:
+        module.fail_json(msg=missing_required_lib("python-gnupg"),
+                         exception=GNUPG_IMPORT_ERROR)
+    try:
+        result = ManifestBuilder(module).run()
+    except (ReleaseError, SignatureError) as e:
+        module.fail_json(msg=str(e))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
