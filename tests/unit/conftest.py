@@ -118,6 +118,19 @@ def run_module(name, args, tmp_path):
 
 @pytest.fixture
 def module_runner(tmp_path):
-    def _run(name, **args):
-        return run_module(name, args, tmp_path)
+    def _run(_module, **args):
+        return run_module(_module, args, tmp_path)
     return _run
+
+
+sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
+
+
+@pytest.fixture(scope="session")
+def gpg_keys(tmp_path_factory):
+    from gpg_keys import TestKeys
+    keys = TestKeys(str(tmp_path_factory.mktemp("gpg")))
+    try:
+        yield keys
+    finally:
+        keys.stop()
