@@ -98,6 +98,13 @@ options:
   passphrase:
     description: Passphrase of the signing key.
     type: str
+  index:
+    description:
+      - Add the release to the repository's C(index.json) (C(<repository>/index.json),
+        three levels above O(path)), which mirrors serve so that hosts and
+        M(modelops.fleet.model_release_info) can list releases.
+    type: bool
+    default: true
   hash_cache:
     description:
       - Hash cache file, so that re-building the manifest of unchanged files does not
@@ -149,12 +156,13 @@ bytes:
   returned: success
   type: int
 signed:
-  description: Whether a new signature was written by this run.
+  description: Whether a new signature was written by this run (or would be, in check mode).
   returned: success
   type: bool
 """
 
 import hashlib
+import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -165,6 +173,10 @@ from ansible_collections.modelops.fleet.plugins.module_utils._gpg import (
     SignatureError,
     sign_detached,
     signature_is_valid_for,
+)
+from ansible_collections.modelops.fleet.plugins.module_utils._repository import (
+    INDEX,
+    update_index,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     MANIFEST,
@@ -218,6 +230,16 @@ class ManifestBuilder(object):
                 "%s" % (self.path, release_name(*want), "/".join(want)))
         return ident
 
+    @staticmethod
+    def indexed(repo_dir, manifest, sha):
+        try:
+            with open(os.path.join(repo_dir, INDEX), "rb") as f:
+                entries = json.loads(f.read().decode("utf-8")).get("releases", [])
+        except (IOError, OSError, ValueError, UnicodeDecodeError):
+            return False
+        return any(e.get("manifest_sha256") == sha and e.get("sequence") == manifest["sequence"]
+                   for e in entries)
+
     def run(self):
         p = self.p
         ident = self.identity()
@@ -254,6 +276,13 @@ class ManifestBuilder(object):
             atomic_write(manifest_file, new)
             if sig is not None:
                 atomic_write(sig_file, sig)
+        sha = hashlib.sha256(new).hexdigest()
+        if p["index"]:
+            repo_dir = os.path.dirname(os.path.dirname(os.path.dirname(self.path)))
+            if self.module.check_mode:
+                changed = changed or not self.indexed(repo_dir, manifest, sha)
+            elif update_index(repo_dir, manifest, sha):
+                changed = True
         if cache is not None and not self.module.check_mode:
             try:
                 cache.save()
@@ -261,7 +290,7 @@ class ManifestBuilder(object):
                 self.module.warn("could not write hash cache %s: %s" % (cache.path, e))
 
         result = dict(changed=changed, manifest=manifest,
-                      manifest_sha256=hashlib.sha256(new).hexdigest(),
+                      manifest_sha256=sha,
                       release=release_name(ident["model_name"], ident["version"],
                                            ident["variant"]),
                       files=len(manifest["files"]),
@@ -295,6 +324,7 @@ def main():
             key_fingerprint=dict(type="str"),
             passphrase=dict(type="str", no_log=True),
             hash_cache=dict(type="str", default="auto"),
+            index=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("name", "model_name"), ("name", "version"), ("name", "variant")],
         required_one_of=[("name", "model_name")],

@@ -84,6 +84,13 @@ options:
         C(<model_root>/<model>/<version>/<variant>). An empty string disables the cache.
     type: str
     default: auto
+  check_layout:
+    description:
+      - Require the last three components of O(path) to be the manifest's model name,
+        version and variant, so that a whole signed release copied under another
+        release's directory (mix-and-match) is refused.
+    type: bool
+    default: true
   manifest_sha256:
     description:
       - sha256 of the C(manifest.json) the controller verified. Set by the action plugin;
@@ -205,6 +212,12 @@ class ReleaseVerifier(object):
                 "%s changed since its signature was checked (sha256 %s, verified %s): "
                 "refusing it" % (manifest_path, sha, p["manifest_sha256"]))
         manifest = load_manifest_bytes(raw, manifest_path)
+        ident = [manifest["model_name"], manifest["version"], manifest["variant"]]
+        if p["check_layout"] and self.path.rstrip("/").split("/")[-3:] != ident:
+            raise ReleaseError(
+                "%s describes release %s, which does not belong in %s (expected a path "
+                "ending in %s): refusing a manifest from another release"
+                % (manifest_path, release_name(*ident), self.path, "/".join(ident)))
         cache = self.cache()
         stats = verify_tree(self.path, manifest, cache=cache, full=p["full"])
         if cache is not None and not self.module.check_mode:
@@ -232,6 +245,7 @@ def main():
             allow_rollback=dict(type="bool", default=False),
             full=dict(type="bool", default=False),
             hash_cache=dict(type="str", default="auto"),
+            check_layout=dict(type="bool", default=True),
             manifest_sha256=dict(type="str"),
         ),
         supports_check_mode=True,
