@@ -11,8 +11,8 @@ module: model_manifest
 short_description: Build and sign the manifest of a model release
 version_added: 0.1.0
 description:
-  - Builds C(manifest.json) for a release directory C(<model>/<version>/<variant>/):
-    model name, version, variant, sequence, expiry, descriptive fields, and every file
+  - Builds C(manifest.json) for a release directory C(<model>/<version>/<variant>/)
+    with model name, version, variant, sequence, expiry, descriptive fields, and every file
     with its path, size and sha256.
   - Signs it with a detached ASCII-armoured GPG signature, C(manifest.json.asc)
     (python-gnupg, key chosen by fingerprint).
@@ -63,6 +63,9 @@ options:
     description:
       - Expiry of the manifest, ISO 8601 (C(2027-01-01T00:00:00Z)). An expired manifest
         is refused (freeze-attack protection).
+      - Or relative, C(+<days>d) (for example C(+365d)). Then an existing manifest whose
+        content is otherwise unchanged and that has not expired keeps its expiry, so that
+        re-running changes nothing.
     type: str
     required: true
   release_date:
@@ -161,9 +164,11 @@ signed:
   type: bool
 """
 
+import datetime
 import hashlib
 import json
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -191,6 +196,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     parse_release_name,
     parse_time,
     release_name,
+    utcnow,
     validate_model_name,
     validate_variant,
     validate_version,
@@ -240,11 +246,34 @@ class ManifestBuilder(object):
         return any(e.get("manifest_sha256") == sha and e.get("sequence") == manifest["sequence"]
                    for e in entries)
 
+    @staticmethod
+    def expires(value):
+        m = re.match(r"^\+(\d+)d$", value.strip())
+        if m:
+            t = utcnow() + datetime.timedelta(days=int(m.group(1)))
+            return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+        parse_time(value, "expires")
+        return value
+
+    @staticmethod
+    def keep_old_expiry(manifest, old_raw):
+        try:
+            old = json.loads(old_raw.decode("utf-8"))
+            old_expires = parse_time(old.get("expires"), "expires")
+        except (ValueError, UnicodeDecodeError, ReleaseError, AttributeError):
+            return manifest
+        if old_expires <= utcnow():
+            return manifest
+        candidate = dict(manifest, expires=old["expires"])
+        return candidate if candidate == old else manifest
+
     def run(self):
         p = self.p
         ident = self.identity()
-        parse_time(p["expires"], "expires")
-        meta = dict(ident, sequence=p["sequence"], expires=p["expires"])
+        manifest_file = os.path.join(self.path, MANIFEST)
+        old = read_or_none(manifest_file)
+        expires = self.expires(p["expires"])
+        meta = dict(ident, sequence=p["sequence"], expires=expires)
         for field in DESCRIPTIVE:
             meta[field] = p[field]
         hc = p["hash_cache"]
@@ -254,10 +283,10 @@ class ManifestBuilder(object):
         manifest = build_manifest(self.path, meta, cache=cache)
         for f in manifest["files"]:
             check_relpath(f["path"])
+        if p["expires"].startswith("+") and old:
+            manifest = self.keep_old_expiry(manifest, old)
         new = canonical_json(manifest)
-        manifest_file = os.path.join(self.path, MANIFEST)
         sig_file = os.path.join(self.path, SIGNATURE)
-        old = read_or_none(manifest_file)
         old_sig = read_or_none(sig_file)
 
         manifest_changed = old != new

@@ -16,7 +16,7 @@ description:
   - On the controller (action plugin), fetches C(manifest.json) and C(manifest.json.asc)
     from where the release is, checks the detached GPG signature against a pinned
     keyring and a list of trusted fingerprints (python-gnupg), refuses an expired
-    manifest, and checks the release catalog (SQLite) against rollback: a C(sequence)
+    manifest, and checks the release catalog (SQLite) against rollback. A C(sequence)
     lower than the highest already seen for the model is refused unless
     O(allow_rollback=true).
   - Where the files are (the target, Python standard library only), checks every file
