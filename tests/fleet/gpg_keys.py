@@ -74,7 +74,7 @@ def sign(key, path):
          "--output", path + ".asc", path)
 
 
-class TestKeys(object):
+class GpgTestKeys(object):
     def __init__(self, base):
         self.base = base
         self.publisher = make_key(base, "publisher")

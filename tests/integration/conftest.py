@@ -23,6 +23,7 @@ FLEET = os.path.join(REPO, "tests", "fleet", "fleet.py")
 DEMO_INVENTORY = os.path.join(REPO, "inventories", "demo")
 PORT_OFFSET = 1000
 FLEET_NAME = "test"
+sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
 
 
 def fleet(*args, check=True):

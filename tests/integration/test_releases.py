@@ -19,7 +19,7 @@ import shutil
 
 import pytest
 
-from gpg_keys import TestKeys, sign
+from gpg_keys import GpgTestKeys, sign
 
 MODEL = "smollm2-135m-instruct"
 VARIANT = "gguf-q4_1"
@@ -28,7 +28,7 @@ HOST_ROOT = "/srv/release-tests"
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
-    k = TestKeys(str(tmp_path_factory.mktemp("gpg")))
+    k = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
     try:
         yield k
     finally:

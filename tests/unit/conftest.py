@@ -128,8 +128,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
 
 @pytest.fixture(scope="session")
 def gpg_keys(tmp_path_factory):
-    from gpg_keys import TestKeys
-    keys = TestKeys(str(tmp_path_factory.mktemp("gpg")))
+    from gpg_keys import GpgTestKeys
+    keys = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
     try:
         yield keys
     finally:
