@@ -45,6 +45,8 @@ PODMAN_RUN_FLAGS = [
     # Raising rlimits is not permitted here: pin them to what the machine allows.
     "--ulimit", "nofile=4096:4096",
     "--ulimit", "nproc=4096:4096",
+    # A small filesystem on every host, for tests of a full disk.
+    "--tmpfs", "/srv/tiny:rw,size=48m,mode=0755",
 ]
 
 
@@ -306,7 +308,22 @@ def write_inventory(name, state):
     return path
 
 
+def close_ssh_masters(name):
+    """End the OpenSSH ControlPersist masters Ansible left for this fleet.
+
+    Runs against this fleet use ANSIBLE_SSH_CONTROL_PATH_DIR=<state>/<name>/cp, so every
+    socket there is ours.
+    """
+    cp = os.path.join(state_dir(name), "cp")
+    if not os.path.isdir(cp):
+        return
+    for sock in os.listdir(cp):
+        run(["ssh", "-O", "exit", "-o", "ControlPath=%s" % os.path.join(cp, sock), "fleet-host"],
+            check=False)
+
+
 def down(name):
+    close_ssh_masters(name)
     state = load_state(name)
     ids = [h["id"] for h in state["hosts"].values()]
     # Also anything carrying our label for this fleet (a run killed before saving state).

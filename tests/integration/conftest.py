@@ -49,6 +49,9 @@ class Ansible(object):
         e = dict(os.environ)
         e["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
         e["ANSIBLE_NOCOLOR"] = "1"
+        # OpenSSH masters go where fleet.py down finds and ends them.
+        e["ANSIBLE_SSH_CONTROL_PATH_DIR"] = os.path.join(
+            os.environ.get("MODELOPS_FLEET_STATE", "/var/tmp/modelops-fleet"), FLEET_NAME, "cp")
         e.update(env or {})
         proc = subprocess.run([cmd] + self._inv_args() + list(args), cwd=REPO, env=e,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

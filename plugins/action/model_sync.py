@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Controller half of modelops.fleet.model_sync.
+
+Checks the manifest (signature, expiry, catalog) here, asks the host what it lacks
+(plan), pushes only the missing bytes of each file (resuming partial files), then lets
+the host verify and rename the release into place (install). With source=mirror the
+host downloads the files itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.urls import open_url
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.modelops.fleet.plugins.module_utils._release import (
+    MANIFEST,
+    SIGNATURE,
+)
+from ansible_collections.modelops.fleet.plugins.plugin_utils._trust import (
+    TrustError,
+    resolve_keyring,
+    trust_manifest,
+)
+
+MAX_META = 16 * 1024 * 1024
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = True
+
+    def _read_meta(self, args):
+        src, url = args.get("src"), args.get("url")
+        if src and not (src.startswith("http://") or src.startswith("https://")):
+            src = os.path.expanduser(src)
+            try:
+                with open(os.path.join(src, MANIFEST), "rb") as f:
+                    raw = f.read(MAX_META)
+            except (IOError, OSError) as e:
+                raise TrustError("cannot read %s on the controller: %s" % (os.path.join(src, MANIFEST), e))
+            sig = None
+            if os.path.exists(os.path.join(src, SIGNATURE)):
+                with open(os.path.join(src, SIGNATURE), "rb") as f:
+                    sig = f.read(MAX_META)
+            return raw, sig, os.path.join(src, MANIFEST)
+        base = (src or url or "").rstrip("/")
+        if not base:
+            raise TrustError("model_sync needs src (a release directory on the controller) or url (a mirror)")
+        try:
+            raw = open_url(base + "/" + MANIFEST, timeout=int(args.get("timeout", 30)),
+                           validate_certs=args.get("validate_certs", True)).read(MAX_META)
+        except Exception as e:
+            raise TrustError("cannot fetch %s/%s: %s" % (base, MANIFEST, e))
+        try:
+            sig = open_url(base + "/" + SIGNATURE, timeout=int(args.get("timeout", 30)),
+                           validate_certs=args.get("validate_certs", True)).read(MAX_META)
+        except Exception:
+            sig = None
+        return raw, sig, base + "/" + MANIFEST
+
+    def _push_tail(self, local, offset, remote):
+        """Send local[offset:] to remote over the connection."""
+        if offset == 0:
+            self._connection.put_file(local, remote)
+            return os.path.getsize(local)
+        fd, tmp = tempfile.mkstemp(prefix="modelops-tail-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
+                src.seek(offset)
+                shutil.copyfileobj(src, out, 1 << 20)
+            self._connection.put_file(tmp, remote)
+            return os.path.getsize(tmp)
+        finally:
+            os.unlink(tmp)
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        args = dict(self._task.args)
+        source = args.get("source", "push")
+        host = task_vars.get("inventory_hostname")
+        try:
+            raw, sig, where = self._read_meta(args)
+            keyring = resolve_keyring(self, args.get("keyring"))
+            dummy, sha, signer = trust_manifest(
+                raw, sig, keyring, args.get("trusted_fingerprints") or [],
+                args.get("catalog", "~/.modelops/registry.db"),
+                bool(args.get("allow_rollback", False)), where,
+                record=not self._task.check_mode)
+        except TrustError as e:
+            result.update(failed=True, changed=False, msg="%s (host %s)" % (e, host))
+            return result
+        args["keyring"] = keyring
+        args["manifest_content"] = raw.decode("utf-8")
+        args["signature_content"] = (sig or b"").decode("utf-8", "replace")
+        args.pop("step", None)
+
+        if source == "push" and not self._task.check_mode:
+            src = os.path.expanduser(args.get("src") or "")
+            if not os.path.isdir(src):
+                raise AnsibleActionFail("model_sync: source=push needs src, a release directory on the controller")
+            plan = self._execute_module(module_name="modelops.fleet.model_sync",
+                                        module_args=dict(args, step="plan"), task_vars=task_vars)
+            if plan.get("failed") or plan.get("installed"):
+                result.update(plan)
+                result["signer"] = signer
+                return result
+            pushed = 0
+            for f in plan["files"]:
+                if f["action"] != "transfer":
+                    continue
+                local = os.path.join(src, f["path"])
+                if not os.path.isfile(local) or os.path.getsize(local) != f["size"]:
+                    result.update(failed=True, changed=False,
+                                  msg="%s on the controller is missing or does not have the size the manifest "
+                                      "says (%d bytes): the repository copy is damaged" % (local, f["size"]))
+                    return result
+                pushed += self._push_tail(local, f["offset"], f["tail"])
+            mod = self._execute_module(module_name="modelops.fleet.model_sync",
+                                       module_args=dict(args, step="install"), task_vars=task_vars)
+            result.update(mod)
+            if not mod.get("failed"):
+                result["bytes_transferred"] = pushed
+                result["files"] = plan["files"]
+        else:
+            mod = self._execute_module(module_name="modelops.fleet.model_sync",
+                                       module_args=dict(args, step="install"), task_vars=task_vars)
+            result.update(mod)
+        result["signer"] = signer
+        result["manifest_sha256"] = sha
+        return result

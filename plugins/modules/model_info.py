@@ -1,0 +1,241 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: model_info
+short_description: Report the models, releases, links, disk and ledger of a host
+version_added: 0.1.0
+description:
+  - Lists the models installed under O(model_root) with their releases
+    C(<version>/<variant>), what C(current) and C(previous) point to, and the space they
+    use.
+  - Also reports the disk space of the file system holding O(model_root), the last events
+    of the host ledger C(<model_root>/.modelops/state.json), and who holds the host lock
+    C(<model_root>/.modelops/lock) now, if anyone.
+  - Read-only. Does not hash files (use M(modelops.fleet.model_verify) for that) and does
+    not fail when O(model_root) does not exist.
+  - Runs on the target with the Python standard library only.
+author:
+  - modelops.fleet developers (@modelops)
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same way.
+  diff_mode:
+    support: none
+    description: Read-only.
+options:
+  model_root:
+    description: Directory holding the installed models.
+    type: path
+    default: /srv/models
+  model_name:
+    description:
+      - Report only this model (and only its ledger events, plus events that concern no
+        model). All models when omitted.
+    type: str
+  ledger_lines:
+    description: How many of the latest ledger events to return.
+    type: int
+    default: 20
+seealso:
+  - module: modelops.fleet.model_activate
+"""
+
+EXAMPLES = r"""
+- name: What does this host have?
+  modelops.fleet.model_info:
+  register: fleet_info
+
+- name: Show what one model serves
+  ansible.builtin.debug:
+    msg: "{{ (fleet_info.models | selectattr('name', 'equalto', 'qwen3-4b-instruct') | first).current }}"
+
+- name: One model, with the last 50 ledger events
+  modelops.fleet.model_info:
+    model_name: qwen3-4b-instruct
+    ledger_lines: 50
+"""
+
+RETURN = r"""
+model_root:
+  description: The model root reported on.
+  returned: always
+  type: str
+  sample: /srv/models
+models:
+  description: The models found, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Model name.
+      type: str
+      sample: qwen3-4b-instruct
+    current:
+      description: What C(current) points to, C(<version>/<variant>), or null.
+      type: str
+      sample: 2507/gguf-q4_k_m
+    previous:
+      description: What C(previous) points to, C(<version>/<variant>), or null.
+      type: str
+      sample: 2504/gguf-q4_k_m
+    releases:
+      description:
+        - Installed releases (directories with a C(manifest.json)), sorted by version and
+          variant, each with C(version), C(variant), C(bytes) and C(files) (model files on
+          disk, without the manifest and its signature), C(sequence) (from the manifest,
+          null if it cannot be read) and C(installed) (modification time of the release
+          directory, UTC ISO 8601).
+      type: list
+      elements: dict
+      sample:
+        - version: "2507"
+          variant: gguf-q4_k_m
+          bytes: 2497280256
+          files: 1
+          sequence: 12
+          installed: "2025-07-16T08:00:00Z"
+    bytes:
+      description: Total size of the model's releases (hard-linked files count once per release).
+      type: int
+disk:
+  description:
+    - Size of the file system holding O(model_root) (or its nearest existing parent) in
+      bytes, C(total), C(free) (available to unprivileged users) and C(used).
+  returned: always
+  type: dict
+  sample: {"total": 500107862016, "free": 201863462912, "used": 298244399104}
+ledger:
+  description: The last O(ledger_lines) events of the host ledger, oldest first.
+  returned: always
+  type: list
+  elements: dict
+lock:
+  description: Who holds the host lock now (pid, host, started, purpose), or null when it is free.
+  returned: always
+  type: dict
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
+    HostStateError,
+    Ledger,
+    installed_releases,
+    list_models,
+    lock_holder,
+    read_link,
+    release_rel,
+    tree_size,
+    utc_iso,
+)
+from ansible_collections.modelops.fleet.plugins.module_utils._release import MANIFEST
+
+
+class HostInfo(object):
+    def __init__(self, module):
+        self.module = module
+        self.root = module.params["model_root"]
+
+    def disk(self):
+        path = self.root
+        while not os.path.isdir(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        try:
+            st = os.statvfs(path)
+        except OSError as e:
+            self.module.warn("could not read the file system size of %s: %s" % (path, e))
+            return None
+        return {"total": st.f_blocks * st.f_frsize, "free": st.f_bavail * st.f_frsize,
+                "used": (st.f_blocks - st.f_bfree) * st.f_frsize}
+
+    def link(self, model_dir, name):
+        try:
+            target = read_link(model_dir, name)
+        except (HostStateError, OSError) as e:
+            self.module.warn(str(e))
+            return None
+        return release_rel(*target) if target else None
+
+    def release(self, model_dir, version, variant):
+        rdir = os.path.join(model_dir, version, variant)
+        sequence = None
+        try:
+            with open(os.path.join(rdir, MANIFEST), "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+            sequence = data.get("sequence") if isinstance(data, dict) else None
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            self.module.warn("cannot read %s: %s" % (os.path.join(rdir, MANIFEST), e))
+        files, size = tree_size(rdir)
+        return {"version": version, "variant": variant, "bytes": size, "files": files,
+                "sequence": sequence, "installed": utc_iso(os.stat(rdir).st_mtime)}
+
+    def model(self, name):
+        model_dir = os.path.join(self.root, name)
+        releases = [self.release(model_dir, v, var) for v, var in installed_releases(self.root, name)]
+        return {"name": name, "current": self.link(model_dir, "current"),
+                "previous": self.link(model_dir, "previous"), "releases": releases,
+                "bytes": sum(r["bytes"] for r in releases)}
+
+    def run(self):
+        p = self.module.params
+        result = dict(changed=False, model_root=self.root, models=[], disk=self.disk(),
+                      ledger=[], lock=None)
+        if p["ledger_lines"] < 0:
+            raise HostStateError("ledger_lines must be 0 or more, got %d" % p["ledger_lines"])
+        if not os.path.isdir(self.root):
+            result["msg"] = "model_root %s does not exist: no models on this host" % self.root
+            return result
+        names = list_models(self.root)
+        if p["model_name"] is not None:
+            names = [n for n in names if n == p["model_name"]]
+        result["models"] = [self.model(n) for n in names]
+        try:
+            ledger = Ledger(self.root, readonly=True)
+            events = ledger.events
+            if ledger.problem:
+                self.module.warn(ledger.problem)
+        except HostStateError as e:
+            self.module.warn(str(e))
+            events = []
+        if p["model_name"] is not None:
+            events = [e for e in events if e.get("model") in (None, p["model_name"])]
+        result["ledger"] = [dict(e) for e in events[-p["ledger_lines"]:]] if p["ledger_lines"] else []
+        result["lock"] = lock_holder(self.root)
+        if p["model_name"] is not None and not names:
+            result["msg"] = "model %s is not installed under %s" % (p["model_name"], self.root)
+        else:
+            result["msg"] = "%d model(s) under %s" % (len(names), self.root)
+        return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            model_root=dict(type="path", default="/srv/models"),
+            model_name=dict(type="str"),
+            ledger_lines=dict(type="int", default=20),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = HostInfo(module).run()
+    except HostStateError as e:
+        module.fail_json(msg=str(e))
+    except OSError as e:
+        module.fail_json(msg="model_info failed on %s: %s" % (module.params["model_root"], e))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: model_sync
+short_description: Make a signed model release present on a host, staged and verified
+version_added: 0.1.0
+description:
+  - Installs a release under C(<model_root>/<model>/<version>/<variant>/) without touching
+    what is served. Nothing under the model's directory changes until every file is
+    staged and verified against the signed manifest; then the staged directory is renamed
+    into place, read-only.
+  - The controller (action plugin) checks the manifest's signature, expiry and the release
+    catalog first, exactly like M(modelops.fleet.model_verify).
+  - Two sources. C(push) sends the files from a release directory on the controller over
+    the Ansible connection. C(mirror) makes the host download them from an HTTP(S) mirror
+    with the standard library, using HTTP Range to resume and never reading more than the
+    size the manifest declares.
+  - A partial file is resumed, not restarted. A file whose sha256 already exists in another
+    installed release is hard-linked instead of transferred. Every file is hashed while it
+    is written.
+  - Before transferring, the free space on the host must cover what is left to transfer
+    plus O(space_margin_mb); otherwise the module fails and leaves nothing behind.
+author:
+  - modelops.fleet developers (@modelops)
+requirements:
+  - python-gnupg on the controller
+attributes:
+  check_mode:
+    support: full
+    description: Reports which files would be transferred, linked or are present; writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the release's file list with the action for each file.
+  action:
+    support: full
+    description: Signature checks and the push transfer run on the controller.
+options:
+  src:
+    description:
+      - Release directory on the controller (C(<repository>/<model>/<version>/<variant>)) for
+        O(source=push); with O(source=mirror), the manifest and signature are read from it
+        if it is a local directory, else downloaded from O(url).
+    type: str
+  url:
+    description:
+      - Base URL of the release on the mirror, C(<mirror>/<model>/<version>/<variant>), for
+        O(source=mirror). The host downloads C(<url>/<file>).
+    type: str
+  source:
+    description: Where the files come from.
+    type: str
+    choices: [push, mirror]
+    default: push
+  model_root:
+    description: Model root on the host.
+    type: path
+    default: /srv/models
+  keyring:
+    description: Files on the controller with the publishers' public keys.
+    type: list
+    elements: path
+    required: true
+  trusted_fingerprints:
+    description: Fingerprints of the keys allowed to sign releases.
+    type: list
+    elements: str
+    required: true
+  catalog:
+    description: SQLite release catalog on the controller for anti-rollback checks; empty to skip.
+    type: path
+    default: ~/.modelops/registry.db
+  allow_rollback:
+    description: Accept a release whose sequence is lower than the highest seen for the model.
+    type: bool
+    default: false
+  space_margin_mb:
+    description: Free space required on top of the bytes still to transfer, in MiB.
+    type: int
+    default: 64
+  timeout:
+    description:
+      - For O(source=mirror), seconds a read from the mirror may stall before the file is
+        given up (and resumed on the next run).
+    type: int
+    default: 30
+  sync_timeout:
+    description: For O(source=mirror), the longest a whole sync may take, in seconds (0 for no limit).
+    type: int
+    default: 0
+  validate_certs:
+    description: Validate the mirror's TLS certificate.
+    type: bool
+    default: true
+  manifest_content:
+    description: The verified C(manifest.json). Set by the action plugin.
+    type: str
+  signature_content:
+    description: Its detached signature. Set by the action plugin.
+    type: str
+  lock_timeout:
+    description: Seconds to wait for another upgrade of the same host to release the host lock.
+    type: int
+    default: 60
+  step:
+    description: Internal. C(plan) or C(install); set by the action plugin.
+    type: str
+    choices: [plan, install]
+    default: install
+"""
+
+EXAMPLES = r"""
+- name: Push a release from the controller's repository
+  modelops.fleet.model_sync:
+    src: /srv/releases/qwen3-4b-instruct/2507/gguf-q4_k_m
+    keyring: [files/publisher.asc]
+    trusted_fingerprints: [EF939A1AADB03442628773084F30D2B3F0944B39]
+
+- name: Let edge devices pull it from a mirror
+  modelops.fleet.model_sync:
+    source: mirror
+    url: https://mirror.example.com/releases/qwen3-4b-instruct/2507/gguf-q4_k_m
+    keyring: [files/publisher.asc]
+    trusted_fingerprints: [EF939A1AADB03442628773084F30D2B3F0944B39]
+    timeout: 20
+"""
+
+RETURN = r"""
+release:
+  description: Release name.
+  returned: success
+  type: str
+  sample: qwen3-4b-instruct-2507-gguf-q4_k_m
+path:
+  description: Where the release is installed on the host.
+  returned: success
+  type: str
+files:
+  description: Each file of the release with the action taken (present, link, transfer) and the offset a transfer resumed from.
+  returned: success
+  type: list
+  elements: dict
+bytes_transferred:
+  description: Bytes sent to (push) or downloaded by (mirror) the host by this run.
+  returned: success
+  type: int
+bytes_linked:
+  description: Bytes hard-linked from other installed releases instead of transferred.
+  returned: success
+  type: int
+signer:
+  description: Fingerprint of the key that signed the manifest.
+  returned: success
+  type: str
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
+    HostLock,
+    HostStateError,
+    Ledger,
+)
+from ansible_collections.modelops.fleet.plugins.module_utils._release import ReleaseError
+from ansible_collections.modelops.fleet.plugins.module_utils._sync import (
+    Installer,
+    SyncError,
+)
+
+
+class SyncManager(object):
+    def __init__(self, module):
+        self.module = module
+        p = module.params
+        if not p["manifest_content"]:
+            raise SyncError("model_sync must run through its action plugin (manifest_content is missing)")
+        self.installer = Installer(p["model_root"], p["manifest_content"].encode("utf-8"),
+                                   (p["signature_content"] or "").encode("utf-8"),
+                                   space_margin=p["space_margin_mb"] * 1024 * 1024)
+
+    def result(self, plan, changed, transferred=0, linked=0):
+        inst = self.installer
+        res = dict(changed=changed, release=inst.name, path=inst.final, staging=inst.staging,
+                   files=plan["files"], bytes_to_transfer=plan["bytes_to_transfer"],
+                   bytes_transferred=transferred, bytes_linked=linked, installed=plan["installed"])
+        if self.module._diff and not plan["installed"]:
+            res["diff"] = {"before": "", "after": "".join(
+                "%s %s (%d bytes)\n" % (f["action"], f["path"], f["size"]) for f in plan["files"]),
+                "after_header": inst.final}
+        return res
+
+    def run(self):
+        p = self.module.params
+        inst = self.installer
+        plan = inst.plan()
+        if plan["installed"]:
+            return self.result(plan, False)
+        if self.module.check_mode:
+            return self.result(plan, True)
+        existed = os.path.isdir(inst.staging)
+        try:
+            inst.check_space(plan)
+        except SyncError:
+            if not existed:
+                inst.discard_staging()
+            raise
+        with HostLock(p["model_root"], timeout=p["lock_timeout"], purpose="model_sync %s" % inst.name):
+            return self.stage(plan)
+
+    def stage(self, plan):
+        p = self.module.params
+        inst = self.installer
+        inst.prepare(plan)
+        if p["step"] == "plan":
+            # The controller pushes tails next; report where to put them.
+            for f in plan["files"]:
+                if f["action"] == "transfer":
+                    f["tail"] = inst.tail_path(f["path"], f["offset"])
+            inst.cache.save()
+            return self.result(plan, False)
+        transferred = 0
+        linked = 0
+        deadline = time.monotonic() + p["sync_timeout"] if p["sync_timeout"] else None
+        for f in plan["files"]:
+            if f["action"] == "link":
+                if inst.link(f["path"], f["from"]):
+                    linked += f["size"]
+                    continue
+                f["action"] = "transfer"
+            if f["action"] == "transfer":
+                if p["source"] == "push":
+                    transferred += inst.absorb_tail(f["path"])
+                else:
+                    transferred += inst.pull(f["path"], p["url"], p["timeout"], p["validate_certs"], deadline)
+        try:
+            inst.finalize()
+        finally:
+            inst.cache.save()
+        m = inst.manifest
+        Ledger(p["model_root"]).append({
+            "action": "install", "model": m["model_name"], "to": "%s/%s" % (m["version"], m["variant"]),
+            "release": inst.name, "sequence": m["sequence"], "source": p["source"],
+            "bytes_transferred": transferred, "bytes_linked": linked})
+        return self.result(plan, True, transferred, linked)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type="str"),
+            url=dict(type="str"),
+            source=dict(type="str", choices=["push", "mirror"], default="push"),
+            model_root=dict(type="path", default="/srv/models"),
+            keyring=dict(type="list", elements="path", required=True, no_log=False),
+            trusted_fingerprints=dict(type="list", elements="str", required=True),
+            catalog=dict(type="path", default="~/.modelops/registry.db"),
+            allow_rollback=dict(type="bool", default=False),
+            space_margin_mb=dict(type="int", default=64),
+            timeout=dict(type="int", default=30),
+            sync_timeout=dict(type="int", default=0),
+            validate_certs=dict(type="bool", default=True),
+            manifest_content=dict(type="str"),
+            signature_content=dict(type="str"),
+            step=dict(type="str", choices=["plan", "install"], default="install"),
+            lock_timeout=dict(type="int", default=60),
+        ),
+        required_if=[("source", "mirror", ("url",))],
+        supports_check_mode=True,
+    )
+    try:
+        result = SyncManager(module).run()
+    except (SyncError, ReleaseError, HostStateError) as e:
+        module.fail_json(msg=str(e))
+    except OSError as e:
+        module.fail_json(msg="model_sync failed on %s: %s (staged files are kept and resumed next run)"
+                         % (getattr(e, "filename", None) or module.params["model_root"], e))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
