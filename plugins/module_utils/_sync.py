@@ -40,7 +40,6 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     atomic_write,
     default_cache_path,
     release_name,
-    scan_tree,
     sha256_file,
     verify_tree,
 )

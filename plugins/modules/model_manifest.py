@@ -350,7 +350,7 @@ def main():
             platforms=dict(type="list", elements="str"),
             sign=dict(type="bool", default=True),
             gnupghome=dict(type="path"),
-            key_fingerprint=dict(type="str"),
+            key_fingerprint=dict(type="str", no_log=False),
             passphrase=dict(type="str", no_log=True),
             hash_cache=dict(type="str", default="auto"),
             index=dict(type="bool", default=True),

@@ -196,8 +196,8 @@ class ReleaseResolver(object):
         else:
             versions = [validate_version(p["version"])]
         catalog = None
-        if p["catalog"] and os.path.exists(os.path.expanduser(p["catalog"])):
-            catalog = Catalog(os.path.expanduser(p["catalog"]))
+        if p["catalog"] and os.path.exists(p["catalog"]):
+            catalog = Catalog(p["catalog"])
         rejected = []
         found = None
         try:

@@ -4,13 +4,14 @@
 # run only re-imports it if podman lost the image. Prints the podman image name.
 set -euo pipefail
 
-IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-1}"
+IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-2}"
 CACHE="${MODELOPS_CACHE:-/var/cache/modelops-fleet}"
 SUITE=bookworm
 KEY="host-image-${SUITE}-v${IMAGE_VERSION}"
 TARBALL="${CACHE}/${KEY}.tar"
 IMAGE="localhost/modelops-fleet-host:${SUITE}-v${IMAGE_VERSION}"
-PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates"
+# rsync: the reference that benchmarks compare model_sync with (ansible.posix.synchronize).
+PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates,rsync"
 
 if podman image exists "${IMAGE}"; then
     echo "${IMAGE}"

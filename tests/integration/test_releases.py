@@ -240,4 +240,3 @@ def test_repo_latest_resolves_to_the_newest(ansible, keys, published):
                        "-a", json.dumps(args))
     assert "release: %s-2412-%s" % (MODEL, VARIANT) in proc.stdout
     assert "sequence: 2" in proc.stdout
-
