@@ -13,6 +13,11 @@ IMAGE="localhost/modelops-fleet-host:${SUITE}-v${IMAGE_VERSION}"
 # rsync: the reference that benchmarks compare model_sync with (ansible.posix.synchronize).
 PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates,rsync"
 
+# One build at a time per key (two test runs may start together).
+mkdir -p "${CACHE}"
+exec 9>"${CACHE}/.lock-${KEY}"
+flock 9
+
 if podman image exists "${IMAGE}"; then
     echo "${IMAGE}"
     exit 0

@@ -11,6 +11,11 @@ ARCH="$(uname -m)"
 KEY="llama-server-${LLAMA_CPP_PYTHON_VERSION}-${ARCH}"
 OUT="${CACHE}/${KEY}/llama-server"
 
+# One build at a time per key (two test runs may start together).
+mkdir -p "${CACHE}"
+exec 9>"${CACHE}/.lock-${KEY}"
+flock 9
+
 if [[ -x "${OUT}" ]]; then
     echo "${OUT}"
     exit 0

@@ -187,3 +187,56 @@ def test_untrusted_release_is_not_synced(ansible, keys, repo, tmp_path):
                                  keyring=[keys.attacker.public]), host)
     assert status == "FAILED" and "not in the pinned keyring" in res["msg"]
     assert "No such file" in sh(ansible, host, "ls %s 2>&1 || true" % ROOT)
+
+
+def module(ansible, host, name, args, check=False, diff=False):
+    proc = ansible.adhoc(host, "-m", "modelops.fleet.%s" % name, "-a", json.dumps(args), "-o",
+                         *(["--check"] if check else []), *(["--diff"] if diff else []), check=False)
+    return result_of(proc, host)
+
+
+def links(ansible, host):
+    out = sh(ansible, host, "cd %s/%s && for l in current previous; do printf '%%s=%%s\\n' $l \"$(readlink $l)\"; done" % (ROOT, MODEL))
+    return dict(line.split("=", 1) for line in out.strip().splitlines()[-2:])
+
+
+def test_activate_info_and_rollback_on_the_host(ansible, keys, repo, tmp_path):
+    host = "gpu-01"
+    for v in ("2411", "2412"):
+        status, res = result_of(sync(ansible, host, keys, rel(repo, v), tmp_path), host)
+        assert status in ("SUCCESS", "CHANGED"), res
+    act = {"model_root": ROOT, "model_name": MODEL, "version": "2411", "variant": VARIANT}
+
+    status, res = module(ansible, host, "model_activate", act, check=True)
+    assert status == "CHANGED"
+    assert links(ansible, host) == {"current": "", "previous": ""}
+
+    status, res = module(ansible, host, "model_activate", act, diff=True)
+    assert status == "CHANGED", res
+    assert links(ansible, host) == {"current": "2411/%s" % VARIANT, "previous": ""}
+    status, res = module(ansible, host, "model_activate", act)
+    assert status == "SUCCESS" and res["changed"] is False
+
+    status, res = module(ansible, host, "model_activate", dict(act, version="2412", reason="integration test"))
+    assert status == "CHANGED", res
+    assert links(ansible, host) == {"current": "2412/%s" % VARIANT, "previous": "2411/%s" % VARIANT}
+
+    status, info = module(ansible, host, "model_info", {"model_root": ROOT, "model_name": MODEL})
+    assert status == "SUCCESS", info
+    m = [x for x in info["models"] if x["name"] == MODEL][0]
+    assert m["current"] == "2412/%s" % VARIANT and m["previous"] == "2411/%s" % VARIANT
+    assert sorted((r["version"], r["sequence"]) for r in m["releases"]) == [("2411", 1), ("2412", 2)]
+    actions = [e["action"] for e in info["ledger"]]
+    assert "install" in actions and actions[-1] == "activate"
+    assert info["ledger"][-1].get("reason") == "integration test"
+
+    status, res = module(ansible, host, "model_activate", {"model_root": ROOT, "model_name": MODEL, "rollback": True})
+    assert status == "CHANGED", res
+    assert links(ansible, host) == {"current": "2411/%s" % VARIANT, "previous": "2412/%s" % VARIANT}
+
+    # A damaged release is refused and nothing is switched.
+    bad = "%s/%s/2412/%s/params/generation.json" % (ROOT, MODEL, VARIANT)
+    sh(ansible, host, "chmod u+w $(dirname %s) %s && printf '{\"temperature\": 9.9}' > %s" % (bad, bad, bad))
+    status, res = module(ansible, host, "model_activate", dict(act, version="2412"))
+    assert status == "FAILED" and bad in res["msg"], res
+    assert links(ansible, host) == {"current": "2411/%s" % VARIANT, "previous": "2412/%s" % VARIANT}
