@@ -240,3 +240,105 @@ def test_activate_info_and_rollback_on_the_host(ansible, keys, repo, tmp_path):
     status, res = module(ansible, host, "model_activate", dict(act, version="2412"))
     assert status == "FAILED" and bad in res["msg"], res
     assert links(ansible, host) == {"current": "2411/%s" % VARIANT, "previous": "2412/%s" % VARIANT}
+
+
+THROTTLED_SERVER = r'''
+import http.server, os, sys, time
+ROOT, PORT, RATE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        sys.stderr.write("%s %s\n" % (self.command, self.path))
+    def do_GET(self):
+        p = os.path.join(ROOT, self.path.lstrip("/"))
+        if not os.path.isfile(p):
+            self.send_error(404)
+            return
+        size = os.path.getsize(p)
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, size - 1, size))
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(size - start))
+        self.end_headers()
+        with open(p, "rb") as f:
+            f.seek(start)
+            while True:
+                chunk = f.read(RATE // 10)
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                time.sleep(0.1)
+
+http.server.ThreadingHTTPServer(("127.0.0.1", PORT), H).serve_forever()
+'''
+
+
+def test_killed_pull_resumes_from_where_it_stopped(ansible, keys, repo, tmp_path):
+    """Kill the controller's ansible process mid-download; the next run resumes with Range."""
+    import subprocess
+    import time
+    host = "edge-02"
+    size = os.path.getsize(str(rel(repo, "2412") / GGUF))
+    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s/ dest=/srv/mirror-test/" % repo)
+    server = tmp_path / "throttle.py"
+    server.write_text(THROTTLED_SERVER)
+    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/srv/mirror-test/throttle.py" % server)
+    sh(ansible, host, "systemd-run --unit=modelops-test-throttle python3 /srv/mirror-test/throttle.py "
+                      "/srv/mirror-test 8898 %d && sleep 1" % (8 * 1024 * 1024))
+    root = "/srv/resume-tests"
+    part = "%s/.staging/%s/2412/%s/%s.part" % (root, MODEL, VARIANT, GGUF)
+    args = {"src": str(rel(repo, "2412")), "model_root": root, "source": "mirror",
+            "url": "http://127.0.0.1:8898/%s/2412/%s" % (MODEL, VARIANT),
+            "keyring": [keys.publisher.public], "trusted_fingerprints": [keys.publisher.fingerprint],
+            "catalog": str(tmp_path / "r.db")}
+    try:
+        cmd = ["ansible", host, "-i", ansible.inventories[0], "-i", ansible.inventories[1],
+               "-m", "modelops.fleet.model_sync", "-a", json.dumps(args)]
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(os.path.dirname(os.path.dirname(
+            os.path.dirname(os.path.abspath(__file__)))), "ansible.cfg"))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        got = 0
+        deadline = time.time() + 120
+        try:
+            while time.time() < deadline and got < size // 4:
+                time.sleep(1)
+                out = sh(ansible, host, "stat -c %%s %s 2>/dev/null || echo 0" % part)
+                got = int(out.strip().splitlines()[-1])
+            # Kill the transfer on the host: the module process writing the .part file, found
+            # by its open file descriptor (killing only the controller is not enough: the
+            # module on the host carries on without it).
+            writer = sh(ansible, host, "for p in /proc/[0-9]*; do ls -l $p/fd 2>/dev/null | grep -q %s "
+                                       "&& echo ${p#/proc/}; done; true" % os.path.basename(part))
+            pids = [w for w in writer.strip().splitlines()[1:] if w.isdigit()]
+            assert pids, writer
+            sh(ansible, host, "kill -9 %s" % " ".join(pids))
+        finally:
+            proc.kill()
+            proc.wait()
+        assert size // 4 <= got < size, got
+        time.sleep(2)
+        stopped_at = int(sh(ansible, host, "stat -c %%s %s" % part).strip().splitlines()[-1])
+        time.sleep(2)
+        assert int(sh(ansible, host, "stat -c %%s %s" % part).strip().splitlines()[-1]) == stopped_at
+        assert "No such file" in sh(ansible, host, "ls %s/%s/2412 2>&1 || true" % (root, MODEL))
+
+        status, res = result_of(ansible.adhoc(host, "-m", "modelops.fleet.model_sync", "-a", json.dumps(args),
+                                              "-o", check=False), host)
+        assert status == "CHANGED", res
+        gg = [f for f in res["files"] if f["path"] == GGUF][0]
+        assert gg["offset"] == stopped_at
+        assert res["bytes_transferred"] < size - stopped_at + 20000, res
+        log = sh(ansible, host, "journalctl -u modelops-test-throttle -o cat --no-pager | grep -c '%s' || true" % GGUF)
+        assert int(log.strip().splitlines()[-1]) >= 2  # two GETs for the weights: the killed one and the resume
+        verify = {"path": "%s/%s/2412/%s" % (root, MODEL, VARIANT), "keyring": [keys.publisher.public],
+                  "trusted_fingerprints": [keys.publisher.fingerprint], "catalog": ""}
+        status, v = result_of(ansible.adhoc(host, "-m", "modelops.fleet.model_verify", "-a", json.dumps(verify),
+                                            "-o", check=False), host)
+        assert status == "SUCCESS", v
+    finally:
+        sh(ansible, host, "systemctl stop modelops-test-throttle || true; chmod -R u+w %s 2>/dev/null; rm -rf %s" % (root, root))
