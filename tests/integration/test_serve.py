@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.error
 import urllib.request
 
 import pytest
@@ -114,3 +115,107 @@ def test_engine_that_cannot_start_is_reported_with_its_journal(served, ansible):
     ok = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
                        "served_name=smollm2-135m-instruct unit=modelops-inference.service")
     assert "SUCCESS" in ok.stdout
+
+
+def sh(ansible, host, cmd):
+    return ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a", cmd).stdout.split(">>\n", 1)[-1]
+
+
+def test_switching_current_restarts_and_serves_the_new_version(served, ansible):
+    host = "gpu-02"
+    a = ansible.artifacts
+    before = main_pid(ansible, host)
+    sh(ansible, host, "d=/srv/models/smollm2-135m-instruct; mkdir -p $d/2412 && cp -a $d/2411/gguf-q4_1 $d/2412/ "
+                      "&& ln -sfn 2412/gguf-q4_1 $d/current.new && mv -T $d/current.new $d/current")
+    args = ("-e", "fleet_llama_server=%s" % a["llama_server"], "-e", "fleet_model_file=%s" % a["model_file"],
+            "--limit", host)
+    # serve_demo.yml would point current back at 2411: apply the role alone.
+    run = ansible.playbook("tests/integration/playbooks/inference_server.yml",
+                           "-e", "inference_server_llamacpp_binary_src=%s" % a["llama_server"], *args[4:])
+    c = recap(run.stdout)[host]
+    assert c["changed"] >= 2, run.stdout[-3000:]  # the served-version record and the restart
+    assert "RUNNING HANDLER [modelops.fleet.inference_server : Restart the engine]" in run.stdout
+    after = main_pid(ansible, host)
+    assert after != before
+    assert sh(ansible, host, "cat /var/lib/modelops/modelops-inference.served").strip() == "2412/gguf-q4_1"
+    assert "/current/" in sh(ansible, host, "tr '\\0' ' ' < /proc/%d/cmdline" % after)
+    again = ansible.playbook("tests/integration/playbooks/inference_server.yml",
+                             "-e", "inference_server_llamacpp_binary_src=%s" % a["llama_server"], *args[4:])
+    assert recap(again.stdout)[host]["changed"] == 0
+    assert main_pid(ansible, host) == after
+
+
+def test_engine_that_cannot_serve_the_variant_fails_before_changing_anything(served, ansible):
+    host = "gpu-01"
+    pid = main_pid(ansible, host)
+    unit_before = sh(ansible, host, "sha256sum /etc/systemd/system/modelops-inference.service")
+    run = ansible.playbook("tests/integration/playbooks/inference_server.yml", "--limit", host,
+                           "-e", "inference_server_engine=vllm", check=False)
+    assert run.returncode != 0
+    assert "engine vllm cannot serve variant gguf-q4_1" in run.stdout
+    assert "Nothing was changed" in run.stdout
+    assert recap(run.stdout)[host]["changed"] == 0
+    assert sh(ansible, host, "sha256sum /etc/systemd/system/modelops-inference.service") == unit_before
+    assert main_pid(ansible, host) == pid
+
+
+def test_vllm_unit_renders_and_passes_systemd_analyze_verify_mock_vllm_binary_no_gpu(served, ansible):
+    """No GPU and no vLLM here: a stub executable stands in for vllm so the unit can be
+    installed (not started) and checked by systemd-analyze verify on a real systemd host."""
+    host = "crit-01"
+    sh(ansible, host, "mkdir -p /opt/vllm-mock/bin /srv/models-vllm/qwen3-4b-instruct/2507/fp16 && "
+                      "printf '#!/bin/sh\\nexit 1\\n' > /opt/vllm-mock/bin/vllm && chmod 755 /opt/vllm-mock/bin/vllm && "
+                      "echo '{}' > /srv/models-vllm/qwen3-4b-instruct/2507/fp16/config.json && "
+                      "ln -sfn 2507/fp16 /srv/models-vllm/qwen3-4b-instruct/current")
+    run = ansible.playbook("tests/integration/playbooks/inference_server.yml", "--limit", host,
+                           "-e", "inference_server_engine=vllm", "-e", "inference_server_start=false",
+                           "-e", "inference_server_service_name=modelops-vllm",
+                           "-e", "inference_server_model_root=/srv/models-vllm",
+                           "-e", "inference_server_model_name=qwen3-4b-instruct",
+                           "-e", "inference_server_vllm_binary=/opt/vllm-mock/bin/vllm",
+                           "-e", "inference_server_vllm_cuda_visible_devices=0,1",
+                           "-e", "inference_server_vllm_tensor_parallel_size=2",
+                           "-e", "inference_server_api_key=sk-vllm-secret-123")
+    assert "sk-vllm-secret-123" not in run.stdout
+    verify = ansible.adhoc(host, "-m", "ansible.builtin.command", "-a",
+                           "systemd-analyze verify /etc/systemd/system/modelops-vllm.service", check=False)
+    assert verify.returncode == 0, verify.stdout
+    assert "rc=0" in verify.stdout
+    show = sh(ansible, host, "systemctl show -p ExecStart -p Environment -p User -p Restart modelops-vllm.service")
+    for expected in ("/opt/vllm-mock/bin/vllm serve /srv/models-vllm/qwen3-4b-instruct/current",
+                     "--served-model-name qwen3-4b-instruct", "--port 8000", "--max-num-batched-tokens 4096",
+                     "--gpu-memory-utilization 0.9", "--max-model-len 32768", "--tensor-parallel-size 2",
+                     "CUDA_VISIBLE_DEVICES=0,1", "User=modelops-llm", "Restart=on-failure"):
+        assert expected in show, (expected, show)
+    env = sh(ansible, host, "stat -c '%a %U' /etc/modelops/modelops-vllm.env; cat /etc/modelops/modelops-vllm.env")
+    assert env.startswith("600 root") and "VLLM_API_KEY=sk-vllm-secret-123" in env
+    assert sh(ansible, host, "systemctl is-active modelops-vllm.service || true").strip() == "inactive"
+
+
+def test_api_key_is_required_and_never_logged(served, ansible, test_fleet):
+    host = "edge-03"
+    a = ansible.artifacts
+    key = "sk-llama-secret-456"
+    common = ("tests/integration/playbooks/inference_server.yml", "--limit", host,
+              "-e", "inference_server_llamacpp_binary_src=%s" % a["llama_server"])
+    run = ansible.playbook(*common, "-e", "inference_server_api_key=%s" % key, "-v")
+    try:
+        assert key not in run.stdout
+        port = test_fleet["hosts"][host]["api_port"]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            chat(port, "hello")
+        assert e.value.code == 401
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/v1/models" % port, headers={"Authorization": "Bearer " + key})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+    finally:
+        ansible.playbook(*common)
+    assert chat(test_fleet["hosts"][host]["api_port"], "hello")["choices"][0]["message"]["content"].strip()
+
+
+def test_model_files_are_read_only_for_the_engine_user(served, ansible):
+    out = ansible.adhoc("edge-01", "-m", "ansible.builtin.shell", "-a",
+                        "runuser -u modelops-llm -- touch /srv/models/smollm2-135m-instruct/2411/gguf-q4_1/x",
+                        check=False).stdout
+    assert "Permission denied" in out
