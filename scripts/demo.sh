@@ -22,8 +22,44 @@ python tests/fleet/fleet.py up --name demo --inventory inventories/demo >/dev/nu
 say "every host answers over its connection (OpenSSH or paramiko)"
 ansible all -i inventories/demo -m ansible.builtin.ping
 
-say "serve the model on every host and ask each one a question"
-ansible-playbook -i inventories/demo tests/fleet/serve_demo.yml \
-    -e fleet_llama_server="${LLAMA_SERVER}" -e fleet_model_file="${MODEL_FILE}"
+say "publish two signed releases of the demo model (demo key in ${MODELOPS_FLEET_STATE}/demo-gpg)"
+export MODELOPS_LLAMA_SERVER="${LLAMA_SERVER}"
+GNUPGHOME_DEMO="${MODELOPS_FLEET_STATE}/demo-gpg"
+if [[ ! -s "${GNUPGHOME_DEMO}/publisher.fpr" ]]; then
+    mkdir -p -m 700 "${GNUPGHOME_DEMO}"
+    gpg --homedir "${GNUPGHOME_DEMO}" --batch --passphrase '' --quick-gen-key \
+        'modelops demo publisher <demo@modelops.invalid>' ed25519 sign never 2>/dev/null
+    gpg --homedir "${GNUPGHOME_DEMO}" --batch --with-colons --list-secret-keys \
+        | awk -F: '/^fpr:/ {print $10; exit}' > "${GNUPGHOME_DEMO}/publisher.fpr"
+    gpg --homedir "${GNUPGHOME_DEMO}" --batch --armor --export "$(cat "${GNUPGHOME_DEMO}/publisher.fpr")" \
+        > "${GNUPGHOME_DEMO}/publisher.asc"
+fi
+FPR="$(cat "${GNUPGHOME_DEMO}/publisher.fpr")"
+publish() {
+    local version="$1" seq="$2" src="${MODELOPS_FLEET_STATE}/demo-src/$1"
+    mkdir -p "${src}"
+    ln -f "${MODEL_FILE}" "${src}/$(basename "${MODEL_FILE}")" 2>/dev/null || cp "${MODEL_FILE}" "${src}/"
+    printf '{"release": "%s", "temperature": 0.2}\n' "${version}" > "${src}/generation_config.json"
+    ansible-playbook playbooks/publish.yml -e publish_source="${src}" \
+        -e publish_repository="${MODELOPS_FLEET_STATE}/demo-releases" \
+        -e publish_release="smollm2-135m-instruct-${version}-gguf-q4_1" -e publish_sequence="${seq}" \
+        -e publish_gnupghome="${GNUPGHOME_DEMO}" -e publish_key_fingerprint="${FPR}" \
+        -e publish_catalog="${MODELOPS_FLEET_STATE}/demo-registry.db"
+    gpgconf --homedir "${GNUPGHOME_DEMO}" --kill all || true
+}
+publish 2411 1
+
+say "bootstrap: every host gets v1 (2411), whatever its group's policy"
+ansible-playbook -i inventories/demo playbooks/upgrade.yml -e model_version=2411 -e model_upgrade_policy=immediate
+
+say "publish v2 (2412): same weights, new generation config"
+publish 2412 2
+
+say "the main job: upgrade.yml rolls the latest release out with each group's policy"
+ansible-playbook -i inventories/demo playbooks/upgrade.yml
+
+say "what every host serves now"
+ansible all -i inventories/demo -m modelops.fleet.model_info -a "model_name=smollm2-135m-instruct" \
+    | grep -E '^[a-z0-9-]+ \||current:' || true
 
 say "done: the demo fleet is up (remove it with: bash scripts/demo.sh down)"

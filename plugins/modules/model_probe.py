@@ -1,0 +1,240 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: model_probe
+short_description: Run a behavioural probe suite against a served model
+version_added: 0.1.0
+description:
+  - Sends the prompts of a probe suite to an OpenAI-compatible API (llama.cpp C(llama-server)
+    or vLLM, C(/v1/chat/completions)) and judges the answers by behaviour, not exact text.
+    The suite format is described in C(docs/probes.md).
+  - The requests are made on the target host with the Python standard library. The action
+    plugin loads and validates the suite on the controller and evaluates the C(similarity)
+    assertions there (all-MiniLM-L6-v2, offline).
+  - Each probe may run several times and pass when enough runs pass (k-of-n). Transient
+    errors (connection, HTTP 5xx, timeouts) are retried and are not behavioural failures.
+  - Latency baselines (p50/p90 per probe and overall) are recorded in and read from the host
+    ledger under O(model_root).
+author:
+  - modelops.fleet developers (@modelops)
+attributes:
+  check_mode:
+    support: full
+    description: The probes run in check mode too; no baseline is recorded.
+  diff_mode:
+    support: none
+    description: Nothing is changed except the ledger, so there is no diff.
+  action:
+    support: full
+    description: The action plugin loads the suite and evaluates similarity on the controller.
+options:
+  url:
+    description: Base URL of the API as seen from the target host.
+    type: str
+    default: http://127.0.0.1:8080
+  served_name:
+    description: Model name sent in the requests and expected in C(/v1/models).
+    type: str
+    required: true
+  suite:
+    description:
+      - Path on the controller to a YAML probe suite, or the name of a shipped suite
+        (V(smoke) or V(regression), from the collection's C(probe_suites) directory).
+      - The action plugin replaces it with the validated suite as JSON before the module runs.
+    type: str
+    required: true
+  api_key:
+    description: Bearer token for engines started with an API key.
+    type: str
+  model_root:
+    description: Directory whose C(.modelops/state.json) ledger holds the baselines.
+    type: path
+    default: /srv/models
+  baseline:
+    description:
+      - V(record) stores this run's latencies (p50/p90) and answers as a C(probe_baseline)
+        ledger event.
+      - V(compare) reads the last baseline of O(served_name) (and O(model_name)) for the
+        C(latency_vs_baseline) assertions.
+      - V(ignore) does neither; C(latency_vs_baseline) is then skipped with a note.
+    type: str
+    choices: [record, compare, ignore]
+    default: ignore
+  model_name:
+    description: Model name stored with the baseline and used to find it.
+    type: str
+  latency_factor:
+    description: Default factor of C(latency_vs_baseline) assertions that give none.
+    type: float
+    default: 1.3
+  timeout:
+    description: Seconds per request.
+    type: int
+    default: 60
+  fail_on_failure:
+    description: Fail the task, naming each failing probe and why, when the suite does not pass.
+    type: bool
+    default: true
+"""
+
+EXAMPLES = r"""
+- name: Record a latency baseline on the old version
+  modelops.fleet.model_probe:
+    served_name: qwen3-4b-instruct
+    model_name: qwen3-4b-instruct
+    suite: smoke
+    baseline: record
+
+- name: Prove the new version behaves
+  modelops.fleet.model_probe:
+    served_name: qwen3-4b-instruct
+    model_name: qwen3-4b-instruct
+    suite: regression
+    baseline: compare
+    latency_factor: 1.3
+"""
+
+RETURN = r"""
+passed:
+  description: Whether every probe passed.
+  returned: always
+  type: bool
+  sample: true
+probes:
+  description:
+    - One entry per probe with C(name), C(passed), C(kind_failures) (the reasons of failed
+      assertions), C(attempts) (requests sent, retries included), C(passes) (runs that passed),
+      C(latencies_ms), C(answers) (first 200 characters of each answer), C(errors)
+      (requests that got no answer) and C(reason).
+  returned: always
+  type: list
+  elements: dict
+latency:
+  description: p50 and p90 latency in milliseconds over all answered requests.
+  returned: always
+  type: dict
+  sample: {p50_ms: 812.0, p90_ms: 1430.5}
+baseline:
+  description: The baseline used (O(baseline=compare)) or recorded (O(baseline=record)), else null.
+  returned: always
+  type: dict
+"""
+
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
+    HostLock,
+    HostStateError,
+    Ledger,
+)
+from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import (
+    ApiError,
+    OpenAIClient,
+)
+from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
+    SuiteError,
+    baseline_from,
+    failure_message,
+    normalize_suite,
+    public,
+    run_probe,
+    summarize,
+)
+
+ARGUMENT_SPEC = dict(
+    url=dict(type="str", default="http://127.0.0.1:8080"),
+    served_name=dict(type="str", required=True),
+    suite=dict(type="str", required=True),
+    api_key=dict(type="str", no_log=True),
+    model_root=dict(type="path", default="/srv/models"),
+    baseline=dict(type="str", choices=["record", "compare", "ignore"], default="ignore"),
+    model_name=dict(type="str"),
+    latency_factor=dict(type="float", default=1.3),
+    timeout=dict(type="int", default=60),
+    fail_on_failure=dict(type="bool", default=True),
+)
+
+
+def last_baseline(model_root, served_name, model_name):
+    ledger = Ledger(model_root, readonly=True)
+    for event in reversed(ledger.events):
+        if event.get("action") != "probe_baseline" or event.get("served") != served_name:
+            continue
+        if model_name and event.get("model") != model_name:
+            continue
+        return event
+    return None
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    p = module.params
+    try:
+        suite = json.loads(p["suite"])
+    except ValueError:
+        module.fail_json(msg="suite must be the suite as JSON (the model_probe action plugin loads %s on "
+                             "the controller); run the module through modelops.fleet.model_probe" % p["suite"])
+    try:
+        suite = normalize_suite(suite, p["latency_factor"], source=suite.get("name", "suite") if isinstance(suite, dict) else "suite")
+    except SuiteError as e:
+        module.fail_json(msg="malformed probe suite, nothing was sent: %s" % e)
+
+    baseline = None
+    if p["baseline"] == "compare":
+        try:
+            baseline = last_baseline(p["model_root"], p["served_name"], p["model_name"])
+        except HostStateError as e:
+            module.fail_json(msg=str(e))
+
+    client = OpenAIClient(p["url"], api_key=p["api_key"], timeout=p["timeout"])
+    listed_problem = None
+    try:
+        names = client.models()
+        if p["served_name"] not in names:
+            listed_problem = "served name %r is not listed by %s/v1/models (it lists %s)" % (
+                p["served_name"], p["url"], ", ".join(names) or "nothing")
+    except ApiError as e:
+        listed_problem = "cannot list the served models: %s" % e
+
+    results = []
+    for probe in suite["probes"]:
+        if listed_problem:
+            results.append({"name": probe["name"], "runs": [{"error": listed_problem, "transient": False, "attempts": 0}],
+                            "transient_errors": []})
+        else:
+            results.append(run_probe(client, p["served_name"], probe, p["timeout"]))
+    passed, results, latency = summarize(suite["probes"], results, baseline)
+
+    out = dict(changed=False, passed=passed, latency=latency, suite_name=suite["name"],
+               baseline=None, probes=[public(r) for r in results],
+               # full answers for the controller's similarity checks; the action plugin drops it
+               _probe_runs=[r["runs"] for r in results])
+    if baseline is not None:
+        out["baseline"] = baseline
+    if p["baseline"] == "record" and not listed_problem:
+        event = {"action": "probe_baseline", "model": p["model_name"], "served": p["served_name"]}
+        event.update(baseline_from(results, latency, suite["name"]))
+        if module.check_mode:
+            out["baseline"] = event
+        else:
+            try:
+                with HostLock(p["model_root"], timeout=30, purpose="model_probe baseline"):
+                    out["baseline"] = Ledger(p["model_root"]).append(event)
+            except HostStateError as e:
+                module.fail_json(msg="cannot record the baseline: %s" % e, **out)
+            out["changed"] = True
+    if not passed and p["fail_on_failure"]:
+        module.fail_json(msg=failure_message(results, p["url"]), **out)
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
