@@ -20,3 +20,6 @@ if [[ ! -x /usr/bin/time ]]; then
 fi
 
 python bench/verify_bench.py "$@"
+
+# Transfer: model_sync vs rsync (ansible.posix.synchronize) and ansible.builtin.copy.
+bash "$(dirname "${BASH_SOURCE[0]}")/transfer.sh"

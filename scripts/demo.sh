@@ -60,6 +60,6 @@ ansible-playbook -i inventories/demo playbooks/upgrade.yml
 
 say "what every host serves now"
 ansible all -i inventories/demo -m modelops.fleet.model_info -a "model_name=smollm2-135m-instruct" \
-    | grep -E '^[a-z0-9-]+ \||current:' || true
+    | grep -E '^[a-z0-9-]+ [|]|current:' || true
 
 say "done: the demo fleet is up (remove it with: bash scripts/demo.sh down)"

@@ -58,6 +58,8 @@ class ActionModule(ActionBase):
         runs = mod.pop("_probe_runs", None)
         result.update(mod)
         result["suite"] = path
+        if isinstance(result.get("invocation", {}).get("module_args"), dict):
+            result["invocation"]["module_args"]["suite"] = path
         if mod.get("failed") or runs is None:
             return result
         if apply_similarity(suite["probes"], runs):

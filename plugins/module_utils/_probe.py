@@ -304,6 +304,9 @@ def judge_probe(probe, result, baseline=None):
             reason += "; %d run(s) got no answer: %s" % (len(errors), errors[-1]["error"])
     if notes:
         reason += " (%s)" % "; ".join(notes)
+    sims = [x for r in answered for x in r.get("similarity", [])]
+    if sims:
+        result["similarity"] = sims
     result.update({
         "passed": passed, "passes": passes, "kind_failures": kind_failures,
         "attempts": sum(r.get("attempts", 1) for r in runs),

@@ -111,7 +111,8 @@ probes:
     - One entry per probe with C(name), C(passed), C(kind_failures) (the reasons of failed
       assertions), C(attempts) (requests sent, retries included), C(passes) (runs that passed),
       C(latencies_ms), C(answers) (first 200 characters of each answer), C(errors)
-      (requests that got no answer) and C(reason).
+      (requests that got no answer), C(transient_errors) (retried errors), C(similarity)
+      (scores, when the probe has a similarity assertion) and C(reason).
   returned: always
   type: list
   elements: dict
@@ -163,15 +164,20 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def last_baseline(model_root, served_name, model_name):
+def last_baseline(model_root, served_name, model_name, suite_name):
+    """The last probe_baseline event for this served name (and model), preferring one
+    recorded with the same suite."""
     ledger = Ledger(model_root, readonly=True)
+    found = []
     for event in reversed(ledger.events):
         if event.get("action") != "probe_baseline" or event.get("served") != served_name:
             continue
         if model_name and event.get("model") != model_name:
             continue
-        return event
-    return None
+        if event.get("suite") == suite_name:
+            return event
+        found.append(event)
+    return found[0] if found else None
 
 
 def main():
@@ -190,7 +196,7 @@ def main():
     baseline = None
     if p["baseline"] == "compare":
         try:
-            baseline = last_baseline(p["model_root"], p["served_name"], p["model_name"])
+            baseline = last_baseline(p["model_root"], p["served_name"], p["model_name"], suite["name"])
         except HostStateError as e:
             module.fail_json(msg=str(e))
 

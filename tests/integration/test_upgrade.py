@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""upgrade.yml on the test fleet: canary first, frozen untouched, idempotent; a broken
+model rolled back on the canary; a tampered release refused before any host is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from conftest import recap
+
+from gpg_keys import GpgTestKeys
+
+MODEL = "smollm2-135m-instruct"
+VARIANT = "gguf-q4_1"
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALL = ["gpu-01", "gpu-02", "edge-01", "edge-02", "edge-03", "crit-01"]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    k = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture(scope="module")
+def release_env(ansible, keys, tmp_path_factory):
+    base = tmp_path_factory.mktemp("upgrade")
+    env = {"repo": base / "repo", "catalog": str(base / "registry.db"), "base": base}
+
+    def publish(version, seq, weights=None, extra=""):
+        src = base / ("src-" + version)
+        src.mkdir()
+        if weights is None:
+            os.link(ansible.artifacts["model_file"], str(src / GGUF))
+        else:
+            (src / GGUF).write_bytes(weights)
+        (src / "generation_config.json").write_text(json.dumps({"release": version, "x": extra}))
+        ansible.run("ansible-playbook", "playbooks/publish.yml",
+                    "-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % env["repo"],
+                    "-e", "publish_release=%s-%s-%s" % (MODEL, version, VARIANT),
+                    "-e", "publish_sequence=%d" % seq, "-e", "publish_gnupghome=%s" % keys.publisher.home,
+                    "-e", "publish_key_fingerprint=%s" % keys.publisher.fingerprint,
+                    "-e", "publish_catalog=%s" % (base / "publisher.db"))
+    env["publish"] = publish
+    publish("2411", 1)
+    return env
+
+
+def upgrade(ansible, keys, env, *extra, check=True):
+    overrides = {"model_repository": str(env["repo"]), "model_keyring": [keys.publisher.public],
+                 "model_trusted_fingerprints": [keys.publisher.fingerprint], "model_catalog": env["catalog"],
+                 "inference_server_llamacpp_binary_src": ansible.artifacts["llama_server"],
+                 "model_canary_soak_seconds": 2}
+    return ansible.playbook("playbooks/upgrade.yml", "-e", json.dumps(overrides), *extra, check=check)
+
+
+def currents(ansible):
+    out = ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a",
+                        "readlink /srv/models/%s/current || echo none" % MODEL).stdout
+    return dict(re.findall(r"^(\S+) \| CHANGED \| rc=0 >>\n(\S+)$", out, re.M))
+
+
+def test_bootstrap_then_good_v2_canary_first_frozen_untouched_then_nothing(ansible, keys, release_env):
+    boot = upgrade(ansible, keys, release_env, "-e", "model_version=2411", "-e", "model_upgrade_policy=immediate")
+    assert currents(ansible) == dict((h, "2411/%s" % VARIANT) for h in ALL), boot.stdout[-3000:]
+
+    release_env["publish"]("2412", 2, extra="v2")
+    run = upgrade(ansible, keys, release_env)
+    out = run.stdout
+    # The canary play ran before the rest, on gpu-01 alone.
+    canary_play = out.index("PLAY [Canaries]")
+    rest_play = out.index("PLAY [The rest, in batches, within the failure budget]")
+    assert canary_play < rest_play
+    canary_section = out[canary_play:rest_play]
+    assert "gpu-01" in canary_section and "gpu-02" not in canary_section and "edge-01" not in canary_section
+    want = dict((h, "2412/%s" % VARIANT) for h in ALL)
+    want["crit-01"] = "2411/%s" % VARIANT  # frozen, pinned at 2411
+    assert currents(ansible) == want
+    # The summary names every host's result.
+    assert re.search(r"^\s+gpu-01: upgraded$", out, re.M) and re.search(r"^\s+crit-01: frozen$", out, re.M), out[-2000:]
+
+    again = upgrade(ansible, keys, release_env)
+    for host, c in recap(again.stdout).items():
+        assert c["changed"] == 0 and c["failed"] == 0, (host, c)
+
+
+def test_broken_v3_fails_on_the_canary_which_is_rolled_back(ansible, keys, release_env, test_fleet):
+    # Signed, complete and intact, but not a model llama-server can load.
+    release_env["publish"]("2501", 3, weights=b"GGUF" + os.urandom(1 << 20))
+    run = upgrade(ansible, keys, release_env, "-e", "model_target=gpu_servers", check=False)
+    out = run.stdout
+    assert run.returncode != 0
+    assert "rollout of %s failed on gpu-01" % MODEL in out, out[-6000:]
+    assert re.search(r"gpu-01: upgrade to %s-2501-%s failed at .*rolled back to 2412/%s, which serves again"
+                     % (MODEL, VARIANT, VARIANT), out.replace("\n", " ")), out[-4000:]
+    c = currents(ansible)
+    assert c["gpu-01"] == "2412/%s" % VARIANT and c["gpu-02"] == "2412/%s" % VARIANT
+    # The rest of the canary's group was not touched at all.
+    listing = ansible.adhoc("gpu-02", "-m", "ansible.builtin.shell", "-a",
+                            "ls /srv/models/%s" % MODEL).stdout
+    assert "2501" not in listing
+    # The canary serves again.
+    ready = ansible.adhoc("gpu-01", "-m", "modelops.fleet.inference_ready", "-a",
+                          "served_name=%s unit=modelops-inference.service timeout=60" % MODEL)
+    assert "SUCCESS" in ready.stdout
+
+
+def test_tampered_release_is_refused_before_any_host_is_touched(ansible, keys, release_env):
+    release_env["publish"]("2502", 4)
+    manifest = release_env["repo"] / MODEL / "2502" / VARIANT / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["files"][0]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    run = upgrade(ansible, keys, release_env, "-e", "model_version=2502", check=False)
+    assert run.returncode != 0
+    assert "BAD signature" in run.stdout
+    counts = recap(run.stdout)
+    assert set(counts) == {"localhost"}, counts  # no play ran on any host
+    listing = ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a", "ls /srv/models/%s" % MODEL).stdout
+    assert "2502" not in listing
