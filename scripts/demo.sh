@@ -26,7 +26,7 @@ say "publish two signed releases of the demo model (demo key in ${MODELOPS_FLEET
 export MODELOPS_LLAMA_SERVER="${LLAMA_SERVER}"
 GNUPGHOME_DEMO="${MODELOPS_FLEET_STATE}/demo-gpg"
 if [[ ! -s "${GNUPGHOME_DEMO}/publisher.fpr" ]]; then
-    mkdir -p -m 700 "${GNUPGHOME_DEMO}"
+    mkdir -p "${GNUPGHOME_DEMO}" && chmod 700 "${GNUPGHOME_DEMO}"
     gpg --homedir "${GNUPGHOME_DEMO}" --batch --passphrase '' --quick-gen-key \
         'modelops demo publisher <demo@modelops.invalid>' ed25519 sign never 2>/dev/null
     gpg --homedir "${GNUPGHOME_DEMO}" --batch --with-colons --list-secret-keys \
