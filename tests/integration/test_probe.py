@@ -97,3 +97,51 @@ def test_malformed_suite_is_refused_before_any_request(served, ansible, tmp_path
     assert status == "FAILED"
     assert "malformed probe suite %s at $.probes[0].assert[0] (probe typo)" % suite in data["msg"]
     assert "probes" not in data
+
+
+DAMAGE = r'''
+import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+size = os.path.getsize(src)
+with open(src, "rb") as f, open(dst, "wb") as out:
+    out.write(f.read())
+# Keep the header, metadata and tokenizer (the first half) intact so llama-server still
+# loads the file; zero most of the tensor data behind them.
+with open(dst, "r+b") as out:
+    start, end = size // 2, size - size // 20
+    out.seek(start)
+    out.write(b"\0" * (end - start))
+'''
+
+
+def test_damaged_model_fails_the_regression_suite_naming_probes(served, ansible, tmp_path):
+    """A GGUF whose weights a fixture zeroed: it loads and answers, and the suite fails it."""
+    host = "edge-03"
+    script = tmp_path / "damage.py"
+    script.write_text(DAMAGE)
+    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/tmp/damage.py" % script)
+    d = "/srv/models/%s" % SERVED
+    ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a",
+                  "set -e; mkdir -p {d}/9998/gguf-q4_1; g=$(basename $(ls {d}/current/*.gguf)); "
+                  "python3 /tmp/damage.py {d}/current/$g {d}/9998/gguf-q4_1/$g; "
+                  "ln -sfn 9998/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current; "
+                  "systemctl restart modelops-inference.service".format(d=d))
+    try:
+        ready = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
+                              "served_name=%s unit=modelops-inference.service timeout=120" % SERVED, check=False)
+        assert "SUCCESS" in ready.stdout, ready.stdout[-2000:]   # it loads and answers ...
+        status, data = probe(ansible, host, suite="regression")
+        assert status == "FAILED" and data["passed"] is False  # ... but does not behave
+        failing = [p for p in data["probes"] if not p["passed"]]
+        assert len(failing) >= 2, json.dumps(data["probes"], indent=1)
+        for p in failing:
+            assert p["name"] in data["msg"]
+            assert p["reason"]
+    finally:
+        ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a",
+                      "set -e; ln -sfn 2411/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current; "
+                      "rm -rf {d}/9998 /tmp/damage.py; systemctl reset-failed modelops-inference.service || true; "
+                      "systemctl restart modelops-inference.service".format(d=d))
+    ok = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
+                       "served_name=%s unit=modelops-inference.service timeout=120" % SERVED)
+    assert "SUCCESS" in ok.stdout
