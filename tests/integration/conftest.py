@@ -115,3 +115,14 @@ def recap(output):
             if counts:
                 result[host.strip()] = counts
     return result
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    """Real GnuPG keys for one test module (publisher, attacker, expired, revoked)."""
+    from gpg_keys import GpgTestKeys
+    k = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
+    try:
+        yield k
+    finally:
+        k.stop()

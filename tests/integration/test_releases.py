@@ -19,20 +19,11 @@ import shutil
 
 import pytest
 
-from gpg_keys import GpgTestKeys, sign
+from gpg_keys import sign
 
 MODEL = "smollm2-135m-instruct"
 VARIANT = "gguf-q4_1"
 HOST_ROOT = "/srv/release-tests"
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    k = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
-    try:
-        yield k
-    finally:
-        k.stop()
 
 
 @pytest.fixture(scope="module")

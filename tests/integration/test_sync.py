@@ -13,21 +13,10 @@ import re
 
 import pytest
 
-from gpg_keys import GpgTestKeys
-
 MODEL = "smollm2-135m-instruct"
 VARIANT = "gguf-q4_1"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ROOT = "/srv/sync-tests"
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    k = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
-    try:
-        yield k
-    finally:
-        k.stop()
 
 
 @pytest.fixture(scope="module")

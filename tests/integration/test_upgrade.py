@@ -15,21 +15,10 @@ import pytest
 
 from conftest import recap
 
-from gpg_keys import GpgTestKeys
-
 MODEL = "smollm2-135m-instruct"
 VARIANT = "gguf-q4_1"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALL = ["gpu-01", "gpu-02", "edge-01", "edge-02", "edge-03", "crit-01"]
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    k = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
-    try:
-        yield k
-    finally:
-        k.stop()
 
 
 @pytest.fixture(scope="module")
@@ -126,5 +115,6 @@ def test_tampered_release_is_refused_before_any_host_is_touched(ansible, keys, r
     assert "BAD signature" in run.stdout
     counts = recap(run.stdout)
     assert set(counts) == {"localhost"}, counts  # no play ran on any host
-    listing = ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a", "ls /srv/models/%s" % MODEL).stdout
+    listing = ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a",
+                            "ls /srv/models/%s 2>/dev/null; true" % MODEL).stdout
     assert "2502" not in listing
