@@ -21,8 +21,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLEET = os.path.join(REPO, "tests", "fleet", "fleet.py")
 DEMO_INVENTORY = os.path.join(REPO, "inventories", "demo")
-PORT_OFFSET = 1000
-FLEET_NAME = "test"
+# MODELOPS_TEST_FLEET / MODELOPS_TEST_PORT_OFFSET let a second suite run beside this one.
+PORT_OFFSET = int(os.environ.get("MODELOPS_TEST_PORT_OFFSET", "1000"))
+FLEET_NAME = os.environ.get("MODELOPS_TEST_FLEET", "test")
 sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
 
 
