@@ -225,8 +225,14 @@ def ssh_cmd(key, port, command):
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "root@127.0.0.1", command]
 
 
-def wait_ready(host, key, timeout=120):
-    """Wait until sshd answers and systemd finished booting."""
+def wait_ready(host, key, timeout=None):
+    """Wait until sshd answers and systemd finished booting.
+
+    Hosts boot in seconds on an idle machine; on a loaded one (several fleets on 2 cores)
+    it has taken over 2 minutes. MODELOPS_FLEET_BOOT_TIMEOUT overrides the 300 s default.
+    """
+    if timeout is None:
+        timeout = int(os.environ.get("MODELOPS_FLEET_BOOT_TIMEOUT", "300"))
     deadline = time.time() + timeout
     last = ""
     while time.time() < deadline:

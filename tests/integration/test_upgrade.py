@@ -64,6 +64,21 @@ def test_bootstrap_then_good_v2_canary_first_frozen_untouched_then_nothing(ansib
     assert currents(ansible) == dict((h, "2411/%s" % VARIANT) for h in ALL), boot.stdout[-3000:]
 
     release_env["publish"]("2412", 2, extra="v2")
+    # --check prints the plan and changes nothing.
+    plan = upgrade(ansible, keys, release_env, "--check")
+    rows = dict((m.group(1), m.group(2).split()) for m in re.finditer(r"^\s+- ((?:gpu|edge|crit)-\d+)\s+(.*)$", plan.stdout, re.M))
+    assert set(rows) == set(ALL), plan.stdout[-3000:]
+    assert rows["gpu-01"][:6] == ["gpu_servers", "canary", "canary", "2411/%s" % VARIANT, "2412/%s" % VARIANT, "upgrade"]
+    assert rows["gpu-02"][:3] == ["gpu_servers", "canary", "batch-1"]
+    assert rows["edge-02"][:2] == ["edge_devices", "immediate"]
+    assert rows["crit-01"][:3] == ["critical", "frozen", "-"]
+    # Same weights: only the changed generation_config.json would cross the wire.
+    moved = int(rows["gpu-01"][-1])
+    assert 0 < moved < 1024, rows["gpu-01"]
+    assert currents(ansible) == dict((h, "2411/%s" % VARIANT) for h in ALL)
+    listing = ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a", "ls /srv/models/%s" % MODEL).stdout
+    assert "2412" not in listing
+
     run = upgrade(ansible, keys, release_env)
     out = run.stdout
     # The canary play ran before the rest, on gpu-01 alone.
