@@ -30,6 +30,8 @@ attributes:
   diff_mode:
     support: none
     description: Read-only.
+extends_documentation_fragment:
+  - modelops.fleet.trust
 options:
   repository:
     description: Release repository, a directory or an C(http://) / C(https://) URL.
@@ -47,26 +49,6 @@ options:
     description: C(latest), or the version to resolve (for example C(2507)).
     type: str
     default: latest
-  keyring:
-    description: Files with the publishers' public keys.
-    type: list
-    elements: path
-    required: true
-  trusted_fingerprints:
-    description: Fingerprints of the keys allowed to sign releases.
-    type: list
-    elements: str
-    required: true
-  catalog:
-    description:
-      - SQLite release catalog to check sequences against (read only here). Empty to
-        skip.
-    type: path
-    default: ~/.modelops/registry.db
-  allow_rollback:
-    description: Accept a pinned O(version) older than the highest sequence seen.
-    type: bool
-    default: false
   timeout:
     description: Seconds to wait for each request to a mirror.
     type: int
@@ -156,6 +138,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     validate_version,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._repository import Repository
+from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec
 
 
 class ReleaseResolver(object):
@@ -225,14 +208,11 @@ class ReleaseResolver(object):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            trust_argument_spec(),
             repository=dict(type="str", required=True),
             model_name=dict(type="str", required=True),
             variant=dict(type="str", required=True),
             version=dict(type="str", default="latest"),
-            keyring=dict(type="list", elements="path", required=True, no_log=False),
-            trusted_fingerprints=dict(type="list", elements="str", required=True),
-            catalog=dict(type="path", default="~/.modelops/registry.db"),
-            allow_rollback=dict(type="bool", default=False),
             timeout=dict(type="int", default=30),
             validate_certs=dict(type="bool", default=True),
         ),

@@ -40,6 +40,8 @@ attributes:
   action:
     support: full
     description: Signature checks and the push transfer run on the controller.
+extends_documentation_fragment:
+  - modelops.fleet.trust
 options:
   src:
     description:
@@ -61,24 +63,6 @@ options:
     description: Model root on the host.
     type: path
     default: /srv/models
-  keyring:
-    description: Files on the controller with the publishers' public keys.
-    type: list
-    elements: path
-    required: true
-  trusted_fingerprints:
-    description: Fingerprints of the keys allowed to sign releases.
-    type: list
-    elements: str
-    required: true
-  catalog:
-    description: SQLite release catalog on the controller for anti-rollback checks; empty to skip.
-    type: path
-    default: ~/.modelops/registry.db
-  allow_rollback:
-    description: Accept a release whose sequence is lower than the highest seen for the model.
-    type: bool
-    default: false
   space_margin_mb:
     description: Free space required on top of the bytes still to transfer, in MiB.
     type: int
@@ -174,6 +158,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._sync import (
     Installer,
     SyncError,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec
 
 
 class SyncManager(object):
@@ -255,14 +240,11 @@ class SyncManager(object):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            trust_argument_spec(),
             src=dict(type="str"),
             url=dict(type="str"),
             source=dict(type="str", choices=["push", "mirror"], default="push"),
             model_root=dict(type="path", default="/srv/models"),
-            keyring=dict(type="list", elements="path", required=True, no_log=False),
-            trusted_fingerprints=dict(type="list", elements="str", required=True),
-            catalog=dict(type="path", default="~/.modelops/registry.db"),
-            allow_rollback=dict(type="bool", default=False),
             space_margin_mb=dict(type="int", default=64),
             timeout=dict(type="int", default=30),
             sync_timeout=dict(type="int", default=0),

@@ -40,39 +40,13 @@ attributes:
   action:
     support: full
     description: The signature and catalog checks run on the controller.
+extends_documentation_fragment:
+  - modelops.fleet.trust
 options:
   path:
     description: Release directory on the target (or on the controller with C(delegate_to)).
     type: path
     required: true
-  trusted_fingerprints:
-    description:
-      - Fingerprints of the publisher keys allowed to sign releases. The signature must be
-        made by one of them (primary key or signing subkey).
-    type: list
-    elements: str
-    required: true
-  keyring:
-    description:
-      - Files on the controller with the publishers' public keys (armoured or binary).
-        They are imported into a throw-away GnuPG home for each check; the operator's own
-        keyring is never used.
-    type: list
-    elements: path
-    required: true
-  catalog:
-    description:
-      - Path on the controller of the SQLite release catalog used for anti-rollback
-        checks; every verified release is recorded there.
-      - Set to an empty string to skip the catalog (not recommended).
-    type: path
-    default: ~/.modelops/registry.db
-  allow_rollback:
-    description:
-      - Accept a release whose C(sequence) is lower than the highest seen for the model.
-        Only for a deliberate rollback to a version the hosts keep.
-    type: bool
-    default: false
   full:
     description: Hash every byte again, ignoring the hash cache.
     type: bool
@@ -183,6 +157,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     release_name,
     verify_tree,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec
 
 
 class ReleaseVerifier(object):
@@ -238,11 +213,8 @@ class ReleaseVerifier(object):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            trust_argument_spec(),
             path=dict(type="path", required=True),
-            trusted_fingerprints=dict(type="list", elements="str", required=True),
-            keyring=dict(type="list", elements="path", required=True, no_log=False),
-            catalog=dict(type="path", default="~/.modelops/registry.db"),
-            allow_rollback=dict(type="bool", default=False),
             full=dict(type="bool", default=False),
             hash_cache=dict(type="str", default="auto"),
             check_layout=dict(type="bool", default=True),
