@@ -6,8 +6,10 @@
 """Controller half of modelops.fleet.model_probe.
 
 The suite is loaded and validated here (a malformed suite is refused before any request
-is sent); the module sends the requests on the target; the similarity assertions, which
-need an embedding model, are judged here on the answers the module returns.
+is sent); the module sends the requests on the target and judges what the standard
+library can (including keywords_consistent and format_consistent against the baseline it
+reads from the host ledger); the similarity and similar_to_previous assertions, which need
+an embedding model, are judged here on the answers and the baseline the module returns.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
     SuiteError,
     failure_message,
     public,
+    skipped_summary,
     summarize,
 )
 from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import (
     apply_similarity,
     load_suite,
 )
+
+
+def _truthy(value):
+    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
 
 
 class ActionModule(ActionBase):
@@ -49,8 +56,7 @@ class ActionModule(ActionBase):
         except SuiteError as e:
             result.update(failed=True, changed=False, msg=str(e))
             return result
-        fail = args.get("fail_on_failure", True)
-        fail = fail if isinstance(fail, bool) else str(fail).lower() in ("1", "true", "yes", "on")
+        fail = _truthy(args.get("fail_on_failure", True))
         args["suite"] = json.dumps(suite)
         args["fail_on_failure"] = False
         mod = self._execute_module(module_name="modelops.fleet.model_probe", module_args=args,
@@ -62,15 +68,17 @@ class ActionModule(ActionBase):
             result["invocation"]["module_args"]["suite"] = path
         if mod.get("failed") or runs is None:
             return result
-        if apply_similarity(suite["probes"], runs):
+        baseline = mod.get("baseline") if args.get("baseline") == "compare" else None
+        if apply_similarity(suite["probes"], runs, baseline):
             results = []
             for p, r in zip(mod["probes"], runs):
                 r2 = dict(p)
                 r2["runs"] = runs[len(results)]
                 results.append(r2)
-            baseline = mod.get("baseline") if args.get("baseline") == "compare" else None
-            passed, results, latency = summarize(suite["probes"], results, baseline)
-            result.update(passed=passed, probes=[public(r) for r in results], latency=latency)
+            require = _truthy(args.get("require_baseline", False)) and args.get("baseline") == "compare"
+            passed, results, latency = summarize(suite["probes"], results, baseline, require)
+            result.update(passed=passed, probes=[public(r) for r in results], latency=latency,
+                          skipped_assertions=skipped_summary(results))
         if not result["passed"] and fail:
             result.update(failed=True, msg=failure_message(result["probes"], task_vars.get("inventory_hostname")))
         return result

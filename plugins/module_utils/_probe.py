@@ -13,9 +13,11 @@ collection; the interface may change without notice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
+import unicodedata
 
 from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import ApiError
 
@@ -25,9 +27,20 @@ DEFAULTS = {"max_tokens": 64, "temperature": 0.0, "repeat": 1, "min_pass": 1, "r
 RUN_KINDS = ("not_empty", "length", "contains_any", "contains_all", "not_contains", "regex",
              "is_json", "json_schema", "latency_ms", "language")
 PROBE_KINDS = ("latency_vs_baseline",)
-CONTROLLER_KINDS = ("similarity",)
-ALL_KINDS = RUN_KINDS + PROBE_KINDS + CONTROLLER_KINDS
+# Judged per run against the answers the baseline recorded for the same probe (the old
+# version's answers to the same prompt): keywords and formats on the target, similarity on
+# the controller.
+PREVIOUS_KINDS = ("keywords_consistent", "format_consistent")
+CONTROLLER_KINDS = ("similarity", "similar_to_previous")
+ALL_KINDS = RUN_KINDS + PROBE_KINDS + PREVIOUS_KINDS + CONTROLLER_KINDS
+# Kinds that need a recorded baseline; skipped with a note (or failed with
+# require_baseline) when there is none.
+BASELINE_KINDS = ("latency_vs_baseline", "keywords_consistent", "format_consistent", "similar_to_previous")
 ANSWER_CHARS = 200
+# Answers are stored in a baseline up to this length (the comparisons need more than the
+# 200 characters shown in the results, and the ledger must stay small).
+BASELINE_ANSWER_CHARS = 2000
+FORMATS = ("json", "markdown_table", "list")
 
 
 class SuiteError(Exception):
@@ -85,6 +98,24 @@ def normalize_suite(suite, latency_factor=1.3, source="suite"):
             if kind == "similarity":
                 arg = dict(arg)
                 arg.setdefault("min", 0.82)
+            if kind == "similar_to_previous":
+                arg = dict(arg) if isinstance(arg, dict) else {}
+                arg.setdefault("min", 0.8)
+            if kind == "keywords_consistent":
+                arg = dict(arg) if isinstance(arg, dict) else {}
+                arg.setdefault("min_coverage", 0.6)
+            if kind == "format_consistent":
+                if arg is True:
+                    arg = {"formats": list(FORMATS)}
+                elif isinstance(arg, dict):
+                    arg = {"formats": list(arg.get("formats") or FORMATS)}
+                else:
+                    raise SuiteError("%s: assert[%d].format_consistent: give true or {formats: [%s]}"
+                                     % (where, j, ", ".join(FORMATS)))
+                unknown = [f for f in arg["formats"] if f not in FORMATS]
+                if unknown:
+                    raise SuiteError("%s: assert[%d].format_consistent: unknown format(s) %s (known: %s)"
+                                     % (where, j, ", ".join(map(repr, unknown)), ", ".join(FORMATS)))
             asserts.append({kind: arg})
         p["assert"] = asserts
         probes.append(p)
@@ -226,6 +257,243 @@ def is_transient(err):
     return err.status is None or err.status >= 500
 
 
+# --------------------------------------------------------------------------- version-to-version
+
+# English function words dropped from the key terms. Negations (no, not, never) are kept:
+# they change what an answer says.
+STOP_WORDS_EN = frozenset("""
+a about above after again against all also am an and any are as at be because been before
+being below between both but by can could did do does doing done down during each either
+etc even ever every few for from further had has have having he her here hers herself him
+himself his how however i if in into is it its itself just let lets may me might more most
+much must my myself now of off on once only or other others our ours ourselves out over own
+per please same shall she should so some such sure than that thats the their theirs them
+themselves then there therefore these they this those though through thus to too under
+until up upon us very via was we were what when where whether which while who whom whose
+why will with within would yes yet you your yours yourself yourselves
+""".split())
+# Chinese function characters: a CJK run is cut at these before it is split into bigrams.
+# Deliberately few: characters that are often part of content words (都 in 首都, 有 in
+# 所有, 对 in 对象) and negations (不, 没, 无, 非) are kept.
+STOP_CHARS_ZH = frozenset("的了是在和与及或也就而着之其吗呢吧啊呀嘛")
+_CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+# A token is a run of CJK ideographs, a decimal number, or a run of other word characters.
+_TOKEN_RE = re.compile(r"[%s]+|\d+(?:[.,]\d+)+|[^\W%s]+" % (_CJK_CLASS, _CJK_CLASS), re.UNICODE)
+_LIST_MARKER_RE = re.compile(r"^[ \t]*(?:[-*+\u2022]|\d{1,3}[.)])[ \t]+", re.M)
+_CAMEL_RE = re.compile(r"[a-z][A-Z]")
+
+
+def _keywords_of_segment(seg, out):
+    if _is_cjk(seg[0]):
+        # CJK without a segmenter: cut the run at stop characters, then every pair of
+        # adjacent characters (bigram) of each piece of two or more characters is a term.
+        for piece in re.split("[%s]" % "".join(sorted(STOP_CHARS_ZH)), seg):
+            out.extend(piece[i:i + 2] for i in range(len(piece) - 1))
+        return
+    stripped = seg.strip("_")
+    if not stripped:
+        return
+    if stripped.isdigit():
+        out.append(stripped)
+    elif "_" in stripped or any(c.isdigit() for c in stripped) or _CAMEL_RE.search(stripped):
+        out.append(stripped)                    # identifier: kept whole, case kept
+    else:
+        word = stripped.lower()
+        if len(word) >= 2 and word not in STOP_WORDS_EN:
+            out.append(word)
+
+
+def extract_keywords(text):
+    """The key terms of an answer, in order of first appearance, without duplicates.
+
+    Deterministic and standard library only (see docs/probes.md, "Key terms"): the text is
+    NFKC-normalised and list markers at line starts are removed; then
+    - numbers (``17``, ``17.5``, ``1,000`` -> ``1000``) are terms;
+    - identifiers (words with ``_``, a digit, or camelCase: ``user_id``, ``iOS17``,
+      ``calculateScore``) are terms, case kept;
+    - other words (any alphabet but CJK) are lowercased; English stop words and
+      one-letter words are dropped;
+    - runs of CJK ideographs are cut at Chinese function characters (的, 了, 是, ...) and
+      every character bigram of the remaining pieces is a term (巴黎是法国的首都 ->
+      巴黎, 法国, 首都); single characters left between stop characters are dropped.
+    """
+    text = unicodedata.normalize("NFKC", text or "")
+    text = _LIST_MARKER_RE.sub(" ", text)
+    terms = []
+    for m in _TOKEN_RE.finditer(text):
+        tok = m.group(0)
+        if tok[0].isdigit() and ("." in tok or "," in tok):
+            if re.match(r"^\d{1,3}(,\d{3})+$", tok):
+                tok = tok.replace(",", "")
+            terms.append(tok)
+        else:
+            _keywords_of_segment(tok, terms)
+    seen = set()
+    ordered = []
+    for t in terms:
+        if t not in seen:
+            seen.add(t)
+            ordered.append(t)
+    return ordered
+
+
+def keyword_coverage(old, new):
+    """Share of the old answer's key terms the new answer has: (coverage, lost terms in
+    the old answer's order, number of old terms). An old answer without key terms is
+    fully covered."""
+    old_terms = extract_keywords(old)
+    if not old_terms:
+        return 1.0, [], 0
+    new_terms = set(extract_keywords(new))
+    lost = [t for t in old_terms if t not in new_terms]
+    return float(len(old_terms) - len(lost)) / len(old_terms), lost, len(old_terms)
+
+
+_FENCE_RE = re.compile(r"^```[A-Za-z0-9_-]*[ \t]*\n(.*)\n```$", re.S)
+_TABLE_SEP_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_BULLET_RE = re.compile(r"^[ \t]*[-*+\u2022][ \t]+\S")
+_NUMBERED_RE = re.compile(r"^[ \t]*\d{1,3}[.)][ \t]+\S")
+
+
+def _cells(line):
+    line = line.strip()
+    if line.startswith("|"):
+        line = line[1:]
+    if line.endswith("|"):
+        line = line[:-1]
+    return line.split("|")
+
+
+def _json_problem(text):
+    """None if text (or the single fenced code block it is) is a JSON object or array,
+    else why not."""
+    body = text.strip()
+    m = _FENCE_RE.match(body)
+    if m:
+        body = m.group(1).strip()
+    try:
+        value = json.loads(body)
+    except ValueError as e:
+        return "not valid JSON (%s)" % e
+    if not isinstance(value, (dict, list)):
+        return "JSON, but a %s, not an object or array" % type(value).__name__
+    return None
+
+
+def detect_formats(text):
+    """The structured formats an answer has: {format: description} with format among
+    json (the whole answer, or its single fenced code block, is a JSON object or array),
+    markdown_table (a header row with ``|`` followed by a separator row like
+    ``|---|:--:|`` with as many cells) and list (two or more lines starting with ``-``,
+    ``*``, ``+``, ``\u2022`` or ``1.``/``1)``)."""
+    text = text or ""
+    found = {}
+    if _json_problem(text) is None:
+        found["json"] = "valid JSON"
+    lines = text.splitlines()
+    for i in range(len(lines) - 1):
+        head, sep = lines[i], lines[i + 1]
+        if "|" not in head + sep or not _TABLE_SEP_RE.match(sep) or not head.strip("| \t"):
+            continue
+        if len(_cells(head)) == len(_cells(sep)):
+            found["markdown_table"] = "a markdown table"
+            break
+    bullets = sum(1 for line in lines if _BULLET_RE.match(line))
+    numbered = sum(1 for line in lines if _NUMBERED_RE.match(line))
+    if numbered >= 2:
+        found["list"] = "a numbered list"
+    elif bullets >= 2:
+        found["list"] = "a bulleted list"
+    return found
+
+
+_FORMAT_LOSS = {
+    "json": lambda new: "new answer is %s" % _json_problem(new),
+    "markdown_table": lambda new: "new answer has no header/separator row",
+    "list": lambda new: "new answer has no list (needs 2 or more lines starting with -, *, + or 1.)",
+}
+
+
+def format_losses(old_answers, new, formats=FORMATS):
+    """Reasons why new lost a format that every old answer had (empty list if none)."""
+    common = None
+    for old in old_answers:
+        have = detect_formats(old)
+        common = dict(have) if common is None else dict((k, v) for k, v in common.items() if k in have)
+    new_formats = detect_formats(new)
+    losses = []
+    for fmt in FORMATS:
+        if fmt in formats and fmt in (common or {}) and fmt not in new_formats:
+            losses.append("old answer was %s, %s" % (common[fmt], _FORMAT_LOSS[fmt](new)))
+    return losses
+
+
+def request_digest(probe):
+    """Fingerprint of what a probe sends (messages and the settings that change the
+    answer), stored with its baseline so answers are compared only to the same prompt."""
+    data = dict((k, probe.get(k)) for k in ("messages", "max_tokens", "temperature", "response_format"))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def previous_answers(probe, baseline):
+    """The old version's answers to this probe from the baseline: (answers, None), or
+    (None, why there are none)."""
+    if not baseline:
+        return None, ("no baseline to compare with (only baseline: compare reads one; record it on the old "
+                      "version with baseline: record)")
+    base = (baseline.get("probes") or {}).get(probe["name"])
+    where = "the baseline of %s" % (baseline.get("time") or "unknown time")
+    if not base:
+        return None, "%s has no entry for this probe (suite %s)" % (where, baseline.get("suite"))
+    if not base.get("request"):
+        return None, "%s was recorded without full answers (before this collection stored them); record a new one" % where
+    if base["request"] != request_digest(probe):
+        return None, "%s was recorded with another prompt or settings for this probe; record a new one" % where
+    answers = [a for a in base.get("answers") or [] if isinstance(a, str) and a.strip()]
+    if not answers:
+        return None, "%s has no non-empty answer for this probe" % where
+    return answers, None
+
+
+def _list_terms(terms, n=15):
+    shown = ", ".join(terms[:n])
+    return shown + (" (+%d more)" % (len(terms) - n) if len(terms) > n else "")
+
+
+def apply_previous(probe, result, baseline):
+    """Judge keywords_consistent and format_consistent of every answered run against the
+    baseline's answers (in place: failures and keyword_coverage on the runs). Without
+    usable baseline answers nothing is judged; judge_probe adds the skip note."""
+    asserts = [list(a.items())[0] for a in probe["assert"] if list(a)[0] in PREVIOUS_KINDS]
+    if not asserts:
+        return
+    old, dummy = previous_answers(probe, baseline)
+    if old is None:
+        return
+    for run in result["runs"]:
+        if "answer" not in run:
+            continue
+        new = run["answer"]
+        for kind, arg in asserts:
+            if kind == "keywords_consistent":
+                best = None
+                for o in old:
+                    cov = keyword_coverage(o, new)
+                    if best is None or cov[0] > best[0]:
+                        best = cov
+                coverage, lost, total = best
+                run.setdefault("keyword_coverage", []).append(round(coverage, 3))
+                if coverage < float(arg["min_coverage"]):
+                    run["failures"].append(
+                        "keywords_consistent: kept %d of the old answer's %d key terms (%.0f%% < min %.0f%%), "
+                        "lost: %s; new answer %s" % (total - len(lost), total, coverage * 100,
+                                                     float(arg["min_coverage"]) * 100, _list_terms(lost), _short(new)))
+            elif kind == "format_consistent":
+                losses = format_losses(old, new, arg["formats"])
+                if losses:
+                    run["failures"].append("format_consistent: %s: %s" % ("; ".join(losses), _short(new)))
+
+
 # --------------------------------------------------------------------------- running
 
 def run_probe(client, served_name, probe, timeout, sleep=time.sleep):
@@ -264,9 +532,31 @@ def run_probe(client, served_name, probe, timeout, sleep=time.sleep):
     return {"name": probe["name"], "runs": runs, "transient_errors": transient}
 
 
-def judge_probe(probe, result, baseline=None):
-    """Fill in passed/passes/kind_failures/reason/latencies of a probe result from its
-    runs (the controller calls it again after adding similarity failures to the runs)."""
+def baseline_skips(probe, baseline):
+    """(kind, why) for each assertion of the probe that needs a baseline it does not have."""
+    skips = []
+    for a in probe["assert"]:
+        kind = list(a)[0]
+        if kind not in BASELINE_KINDS:
+            continue
+        if kind == "latency_vs_baseline":
+            base = ((baseline or {}).get("probes") or {}).get(probe["name"]) or {}
+            if not base.get("p50_ms"):
+                skips.append((kind, "no baseline latency for this probe"))
+            continue
+        answers, why = previous_answers(probe, baseline)
+        if answers is None:
+            skips.append((kind, why))
+    return skips
+
+
+def judge_probe(probe, result, baseline=None, require_baseline=False):
+    """Fill in passed/passes/kind_failures/skipped/reason/latencies of a probe result from
+    its runs (the controller calls it again after adding similarity failures to the runs).
+
+    Assertions that compare with a baseline (BASELINE_KINDS) are skipped when there is no
+    usable baseline: listed in ``skipped`` and in the reason, or, with require_baseline,
+    failed."""
     runs = result["runs"]
     answered = [r for r in runs if "answer" in r]
     errors = [r for r in runs if "error" in r]
@@ -277,38 +567,47 @@ def judge_probe(probe, result, baseline=None):
         for f in r["failures"]:
             if f not in kind_failures:
                 kind_failures.append(f)
-    notes = []
+    probe_level = []
+    skipped = []
+    for kind, why in baseline_skips(probe, baseline):
+        if require_baseline:
+            probe_level.append("%s: no baseline to compare with (require_baseline): %s" % (kind, why))
+        else:
+            skipped.append("%s skipped: %s" % (kind, why))
     for a in probe["assert"]:
         kind, arg = list(a.items())[0]
         if kind != "latency_vs_baseline":
             continue
         base = ((baseline or {}).get("probes") or {}).get(probe["name"]) or {}
         mine = percentile(latencies, 50)
-        if not base.get("p50_ms"):
-            notes.append("latency_vs_baseline skipped: no baseline for this probe")
-        elif mine is not None and mine > base["p50_ms"] * float(arg["factor"]):
-            kind_failures.append("latency_vs_baseline: p50 %.0f ms > %.2f x baseline p50 %.0f ms"
-                                 % (mine, float(arg["factor"]), base["p50_ms"]))
-    probe_level = [f for f in kind_failures if f.startswith("latency_vs_baseline")]
+        if base.get("p50_ms") and mine is not None and mine > base["p50_ms"] * float(arg["factor"]):
+            probe_level.append("latency_vs_baseline: p50 %.0f ms > %.2f x baseline p50 %.0f ms"
+                               % (mine, float(arg["factor"]), base["p50_ms"]))
+    kind_failures.extend(probe_level)
     passed = passes >= probe["min_pass"] and not probe_level
     if passed:
         reason = "%d of %d runs passed (need %d)" % (passes, probe["repeat"], probe["min_pass"])
     elif errors and not kind_failures:
         reason = "no answer (not a behavioural failure): %s" % errors[-1]["error"]
-    elif probe_level:
+    elif probe_level and passes >= probe["min_pass"]:
         reason = probe_level[0]
     else:
-        why = kind_failures[0] if kind_failures else (errors[-1]["error"] if errors else "no run")
+        # Every distinct failure (up to 4), so that a probe failing several kinds names
+        # them all (e.g. an empty answer that also lost the table and the key terms).
+        why = " | ".join(kind_failures[:4]) if kind_failures else (errors[-1]["error"] if errors else "no run")
+        if len(kind_failures) > 4:
+            why += " | (+%d more)" % (len(kind_failures) - 4)
         reason = "%d of %d runs passed (need %d): %s" % (passes, probe["repeat"], probe["min_pass"], why)
         if errors:
             reason += "; %d run(s) got no answer: %s" % (len(errors), errors[-1]["error"])
-    if notes:
-        reason += " (%s)" % "; ".join(notes)
-    sims = [x for r in answered for x in r.get("similarity", [])]
-    if sims:
-        result["similarity"] = sims
+    if skipped:
+        reason += " (%s)" % "; ".join(skipped)
+    for key in ("similarity", "similarity_to_previous", "keyword_coverage"):
+        values = [x for r in answered for x in r.get(key, [])]
+        if values:
+            result[key] = values
     result.update({
-        "passed": passed, "passes": passes, "kind_failures": kind_failures,
+        "passed": passed, "passes": passes, "kind_failures": kind_failures, "skipped": skipped,
         "attempts": sum(r.get("attempts", 1) for r in runs),
         "latencies_ms": latencies, "answers": [r["answer"][:ANSWER_CHARS] for r in answered],
         "errors": [r["error"] for r in errors], "reason": reason,
@@ -316,12 +615,12 @@ def judge_probe(probe, result, baseline=None):
     return result
 
 
-def summarize(probes, results, baseline=None):
+def summarize(probes, results, baseline=None, require_baseline=False):
     """Judge every probe; returns (passed, public probe list, latency dict)."""
     out = []
     all_lat = []
     for p, r in zip(probes, results):
-        judge_probe(p, r, baseline)
+        judge_probe(p, r, baseline, require_baseline)
         all_lat.extend(r["latencies_ms"])
         out.append(r)
     latency = {"p50_ms": percentile(all_lat, 50), "p90_ms": percentile(all_lat, 90)}
@@ -333,13 +632,29 @@ def public(result):
     return dict((k, v) for k, v in result.items() if k not in ("runs",))
 
 
-def baseline_from(results, latency, suite_name):
-    probes = {}
+def skipped_summary(results):
+    """'<probe>: <note>' for every skipped assertion of a judged suite."""
+    return ["%s: %s" % (r["name"], note) for r in results for note in r.get("skipped", [])]
+
+
+def baseline_from(results, latency, suite_name, probes=None):
+    """The probe_baseline ledger event body: per probe the latencies, the answers (up to
+    BASELINE_ANSWER_CHARS each, from the full answers of the runs) and the digest of the
+    request, so a later compare judges new answers only against the same prompt."""
+    digests = dict((p["name"], request_digest(p)) for p in probes or [])
+    out = {}
     for r in results:
-        probes[r["name"]] = {"p50_ms": percentile(r["latencies_ms"], 50),
-                             "p90_ms": percentile(r["latencies_ms"], 90),
-                             "answers": r["answers"]}
-    return {"suite": suite_name, "latency": latency, "probes": probes}
+        if "runs" in r:
+            answers = [run["answer"][:BASELINE_ANSWER_CHARS] for run in r["runs"] if "answer" in run]
+        else:
+            answers = r["answers"]
+        entry = {"p50_ms": percentile(r["latencies_ms"], 50),
+                 "p90_ms": percentile(r["latencies_ms"], 90),
+                 "answers": answers}
+        if r["name"] in digests:
+            entry["request"] = digests[r["name"]]
+        out[r["name"]] = entry
+    return {"suite": suite_name, "latency": latency, "probes": out}
 
 
 def failure_message(results, host_label):

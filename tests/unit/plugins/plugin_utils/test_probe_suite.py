@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.modelops.fleet.plugins.module_utils._probe import SuiteError, judge_probe, percentile
+from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
+    SuiteError,
+    baseline_from,
+    judge_probe,
+    normalize_suite,
+    percentile,
+)
 from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import (
     apply_similarity,
     load_suite,
@@ -15,7 +21,7 @@ from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import
 )
 
 
-@pytest.mark.parametrize("name", ["smoke", "regression"])
+@pytest.mark.parametrize("name", ["smoke", "regression", "consistency"])
 def test_shipped_suites_load(name):
     path, s = load_suite(name, 1.5)
     assert path.endswith("probe_suites/%s.yml" % name) and s["name"] == name
@@ -47,6 +53,12 @@ def write(tmp_path, text):
     ("---\nprobes:\n  - name: d\n    prompt: hi\n    repeat: 1\n    min_pass: 3\n    assert: [{not_empty: true}]\n",
      "probes[0] (d): min_pass (3) is larger than repeat (1)"),
     ("---\nprobes: [\n", "is not valid YAML"),
+    ("---\nprobes:\n  - name: e\n    prompt: hi\n    assert: [{keywords_consistent: {min_coverage: 1.5}}]\n",
+     "at $.probes[0].assert[0].keywords_consistent.min_coverage (probe e): 1.5 is greater than the maximum of 1"),
+    ("---\nprobes:\n  - name: f\n    prompt: hi\n    assert: [{format_consistent: {formats: [yaml]}}]\n",
+     "at $.probes[0].assert[0].format_consistent (probe f):"),
+    ("---\nprobes:\n  - name: g\n    prompt: hi\n    assert: [{similar_to_previous: {golden: [x]}}]\n",
+     "at $.probes[0].assert[0].similar_to_previous (probe g): Additional properties are not allowed"),
 ])
 def test_malformed_suite_names_file_and_path(tmp_path, text, where):
     path = write(tmp_path, text)
@@ -57,7 +69,7 @@ def test_malformed_suite_names_file_and_path(tmp_path, text, where):
 
 
 def test_missing_suite_and_relative_paths(tmp_path):
-    with pytest.raises(SuiteError, match="cannot read the probe suite .*nope.yml.*smoke, regression"):
+    with pytest.raises(SuiteError, match="cannot read the probe suite .*nope.yml.*smoke, regression, consistency"):
         load_suite("nope.yml")
     write(tmp_path, "---\nprobes: [{name: a, prompt: hi, assert: [{not_empty: true}]}]\n")
     path, s = load_suite("suite.yml", search_dirs=[str(tmp_path)])
@@ -86,3 +98,36 @@ def test_apply_similarity_fails_runs_below_the_threshold():
 def test_percentile():
     assert percentile([], 50) is None
     assert percentile([3, 1, 2], 50) == 2 and percentile(list(range(1, 11)), 90) == 9
+
+
+def test_consistency_suite_exercises_every_comparison_kind():
+    dummy, s = load_suite("consistency")
+    kinds = set(k for p in s["probes"] for a in p["assert"] for k in a)
+    assert {"keywords_consistent", "format_consistent", "similar_to_previous"} <= kinds
+    prompts = " ".join(p["messages"][0]["content"] for p in s["probes"])
+    assert "markdown table" in prompts and "JSON" in prompts and "List" in prompts
+    assert all(p["temperature"] == 0 for p in s["probes"])   # identical weights, identical answers
+
+
+def test_similar_to_previous_with_the_real_minilm_model():
+    probe = normalize_suite({"probes": [{"name": "cap", "prompt": "Q?", "repeat": 3, "min_pass": 3,
+                                         "assert": [{"similar_to_previous": {}}]}]})["probes"][0]
+    old = judge_probe(probe, {"name": "cap", "runs": [
+        {"answer": "The capital of France is Paris.", "latency_ms": 5.0, "failures": []}]})
+    baseline = baseline_from([old], {}, "t", [probe])
+    runs = [{"answer": "The capital of France is Paris.", "latency_ms": 5.0, "failures": []},
+            {"answer": "Bananas are yellow.", "latency_ms": 5.0, "failures": []},
+            {"answer": "\n\n\n", "latency_ms": 5.0, "failures": []}]
+    assert apply_similarity([probe], [runs], baseline) is True
+    res = judge_probe(probe, {"name": "cap", "runs": runs}, baseline)
+    assert res["similarity_to_previous"][0] > 0.99 and res["similarity_to_previous"][1] < 0.5
+    assert res["similarity_to_previous"][2] == 0.0          # an empty answer resembles nothing
+    assert not res["passed"] and res["passes"] == 1 and res["skipped"] == []
+    assert res["kind_failures"][0].startswith("similar_to_previous: ") and "< min 0.8 to the old version's answers" \
+        in res["kind_failures"][0]
+    # Without a baseline nothing is judged, and the probe says it was skipped.
+    runs = [{"answer": "Bananas are yellow.", "latency_ms": 5.0, "failures": []}]
+    apply_similarity([probe], [runs], None)
+    res = judge_probe(probe, {"name": "cap", "runs": runs}, None)
+    assert runs[0]["failures"] == [] and "similarity_to_previous" not in res
+    assert res["skipped"][0].startswith("similar_to_previous skipped: no baseline to compare with")
