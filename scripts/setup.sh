@@ -13,7 +13,7 @@ mkdir -p "${MODELOPS_CACHE}" "${MODELOPS_FLEET_STATE}"
 say() { printf '\n==> %s\n' "$*" >&2; }
 
 APT_PACKAGES=(podman runc debootstrap gnupg openssh-client rsync uidmap iproute2
-              shellcheck git python3-venv curl ca-certificates cmake g++ make)
+              shellcheck git python3-venv curl ca-certificates cmake g++ make chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,6 +26,13 @@ if ((${#missing[@]})); then
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Every test host runs systemd, which needs inotify instances; with several fleets up the
+# default limit runs out and sshd never starts ("Too many open files").
+if [[ -w /proc/sys/fs/inotify/max_user_instances ]] &&
+   [[ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 1024 ]]; then
+    echo 1024 > /proc/sys/fs/inotify/max_user_instances || true
 fi
 
 # Python virtual environment keyed by the pinned requirements.

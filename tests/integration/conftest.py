@@ -53,6 +53,9 @@ class Ansible(object):
         # OpenSSH masters go where fleet.py down finds and ends them.
         e["ANSIBLE_SSH_CONTROL_PATH_DIR"] = os.path.join(
             os.environ.get("MODELOPS_FLEET_STATE", "/var/tmp/modelops-fleet"), FLEET_NAME, "cp")
+        # Rollout reports of test runs go with the test artifacts, not into the checkout.
+        e.setdefault("MODELOPS_REPORT_DIR", os.path.join(
+            os.environ.get("MODELOPS_TEST_ARTIFACTS", os.path.join(REPO, "tests", "output")), "rollout-reports"))
         e.update(env or {})
         proc = subprocess.run([cmd] + self._inv_args() + list(args), cwd=REPO, env=e,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

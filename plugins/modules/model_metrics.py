@@ -1,0 +1,404 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: model_metrics
+short_description: Write Prometheus metrics of the served model for node_exporter's textfile collector
+version_added: 0.1.0
+description:
+  - Writes a Prometheus text-format file (for node_exporter's textfile collector) describing
+    what the host serves and how its last upgrade went, read from the host state under
+    O(model_root) - the C(current) and C(previous) links and the host ledger
+    C(<model_root>/.modelops/state.json).
+  - C(modelops_model_info{model,version,variant}) is 1 for the version C(current) points to;
+    C(modelops_model_previous_info{model,version,variant}) 1 for C(previous);
+    C(modelops_model_releases_installed{model}) counts the installed releases.
+  - C(modelops_model_last_upgrade_timestamp_seconds{model}) and
+    C(modelops_model_last_upgrade_success{model,result}) describe the last upgrade - from
+    O(result) and O(time) when given, else from the last activation or rollback in the ledger.
+  - With O(probe) (a registered M(modelops.fleet.model_probe) result),
+    C(modelops_probe_pass_ratio{model,suite}), C(modelops_probe_passed{model,suite}),
+    C(modelops_probe_latency_p50_seconds{model,suite}) and
+    C(modelops_probe_latency_p90_seconds{model,suite}) (and the baseline's, when the probe
+    compared with one). Without O(probe), the probe metrics already in the file are kept.
+  - The file is written through a temporary file in the same directory and renamed over
+    the old one, so the collector never reads half a file. It is rewritten, and the task
+    reports a change, only when its content changes; nothing in it depends on when the
+    module runs.
+  - Runs on the target with the Python standard library only.
+author:
+  - modelops.fleet developers (@modelops)
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the file would change and writes nothing.
+  diff_mode:
+    support: full
+    description: The old and the new content of the file.
+options:
+  path:
+    description:
+      - The metrics file. Its name must end in C(.prom) (the textfile collector reads only
+        those). Its directory is created (mode 0755) when missing.
+    type: path
+    default: /var/lib/node_exporter/textfile_collector/modelops_fleet.prom
+  model_root:
+    description: Directory holding the installed models and the host ledger.
+    type: path
+    default: /srv/models
+  model_name:
+    description: Describe only this model. All models under O(model_root) when omitted.
+    type: str
+  result:
+    description:
+      - Result of the last upgrade of O(model_name), for example from the
+        C(model_upgrade_status) fact - V(upgraded) (success 1), V(failed) or V(rolled_back)
+        (success 0).
+      - When omitted, the result is taken from the ledger - V(upgraded) after an activation,
+        V(rolled_back) after a rollback (an activation whose reason starts with C(rollback)).
+    type: str
+    choices: [upgraded, failed, rolled_back]
+  time:
+    description:
+      - When the last upgrade ended, in epoch seconds or as a UTC ISO 8601 time
+        (C(2026-01-15T10:00:00Z)).
+      - Defaults to the time of the last activation or rollback in the ledger. Give it with
+        O(result=failed) when the failed attempt switched nothing (and so wrote no ledger event).
+    type: str
+  probe:
+    description:
+      - A registered result of M(modelops.fleet.model_probe) - its C(probes), C(latency),
+        C(suite_name) and C(baseline) are used.
+      - Requires O(model_name).
+    type: dict
+  mode:
+    description: File mode of the metrics file.
+    type: raw
+    default: "0644"
+seealso:
+  - module: modelops.fleet.model_info
+  - module: modelops.fleet.model_probe
+notes:
+  - The textfile collector must be enabled in node_exporter with
+    C(--collector.textfile.directory) pointing at the directory of O(path).
+"""
+
+EXAMPLES = r"""
+- name: Publish what the host serves and how the upgrade went
+  modelops.fleet.model_metrics:
+    model_name: qwen3-4b-instruct
+    result: "{{ 'upgraded' if model_upgrade_status == 'upgraded' else 'failed' }}"
+    probe: "{{ model_upgrade_probe }}"
+
+- name: Keep the metrics current (e.g. from a status play), from the ledger alone
+  modelops.fleet.model_metrics:
+    path: /var/lib/prometheus/node-exporter/modelops_fleet.prom
+"""
+
+RETURN = r"""
+path:
+  description: The metrics file.
+  returned: always
+  type: str
+  sample: /var/lib/node_exporter/textfile_collector/modelops_fleet.prom
+content:
+  description: The metrics written (or, in check mode, that would be written).
+  returned: always
+  type: str
+  sample: |
+    # HELP modelops_model_info The model version a host serves (current link).
+    # TYPE modelops_model_info gauge
+    modelops_model_info{model="qwen3-4b-instruct",variant="gguf-q4_k_m",version="2507"} 1
+models:
+  description: Per model, C(current), C(previous), C(last_upgrade) (C(result), C(success), C(time)).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: qwen3-4b-instruct
+      current: 2507/gguf-q4_k_m
+      previous: 2504/gguf-q4_k_m
+      last_upgrade: {result: upgraded, success: true, time: 1752580800.0}
+"""
+
+import os
+import re
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
+    HostStateError,
+    Ledger,
+    installed_releases,
+    iso_to_epoch,
+    list_models,
+    read_link,
+    release_rel,
+)
+
+
+class MetricsError(Exception):
+    pass
+
+
+HELP = {
+    "modelops_model_info": "The model version a host serves (current link).",
+    "modelops_model_previous_info": "The model version a host rolls back to (previous link).",
+    "modelops_model_releases_installed": "Releases of the model installed on the host.",
+    "modelops_model_last_upgrade_timestamp_seconds": "When the last upgrade (or rollback) of the model ended.",
+    "modelops_model_last_upgrade_success": "1 if the last upgrade of the model succeeded, else 0.",
+    "modelops_probe_pass_ratio": "Share of the probes of the last probe run that passed.",
+    "modelops_probe_passed": "1 if every probe of the last probe run passed, else 0.",
+    "modelops_probe_latency_p50_seconds": "Median latency of the answered probe requests of the last run.",
+    "modelops_probe_latency_p90_seconds": "90th percentile latency of the answered probe requests of the last run.",
+    "modelops_probe_baseline_latency_p50_seconds": "Median latency of the baseline the last probe run compared with.",
+    "modelops_probe_baseline_latency_p90_seconds": "90th percentile latency of the baseline the last probe run compared with.",
+}
+ORDER = list(HELP)
+PROBE_PREFIX = "modelops_probe_"
+
+
+def escape_label(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def fmt_value(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    v = float(value)
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)
+
+
+def sample(name, labels, value):
+    lab = ",".join('%s="%s"' % (k, escape_label(labels[k])) for k in sorted(labels))
+    return "%s{%s} %s" % (name, lab, fmt_value(value)) if lab else "%s %s" % (name, fmt_value(value))
+
+
+def render(samples):
+    """samples: {metric name: [line, ...]} -> text with HELP/TYPE, metrics in a fixed order."""
+    out = []
+    for name in ORDER + sorted(n for n in samples if n not in HELP):
+        lines = samples.get(name)
+        if not lines:
+            continue
+        out.append("# HELP %s %s" % (name, HELP.get(name, name)))
+        out.append("# TYPE %s gauge" % name)
+        out.extend(sorted(lines))
+    return "\n".join(out) + "\n" if out else ""
+
+
+def parse_time(value):
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    t = iso_to_epoch(str(value))
+    if t is None:
+        raise MetricsError("time %r is neither epoch seconds nor a UTC ISO 8601 time such as "
+                           "2026-01-15T10:00:00Z" % (value,))
+    return t
+
+
+def last_upgrade_event(events, model):
+    for event in reversed(events):
+        if event.get("model") != model or event.get("action") not in ("activate", "rollback"):
+            continue
+        reason = str(event.get("reason") or "")
+        rolled_back = event.get("action") == "rollback" or reason.lower().startswith("rollback")
+        return {"result": "rolled_back" if rolled_back else "upgraded", "time": iso_to_epoch(event.get("time")),
+                "event": event}
+    return None
+
+
+def existing_probe_lines(path):
+    """Probe samples of an existing metrics file: {metric: [lines]} (kept when no probe is given)."""
+    found = {}
+    try:
+        with open(path, "r") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return found
+    for line in text.splitlines():
+        if not line.startswith(PROBE_PREFIX):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", line)
+        if m:
+            found.setdefault(m.group(1), []).append(line)
+    return found
+
+
+def probe_samples(model, probe):
+    if not isinstance(probe, dict):
+        raise MetricsError("probe must be a registered modelops.fleet.model_probe result (a dict)")
+    if probe.get("skipped"):
+        return {}
+    probes = probe.get("probes")
+    if not isinstance(probes, list):
+        raise MetricsError("probe has no 'probes' list: give the registered result of a "
+                           "modelops.fleet.model_probe task (was it censored by no_log?)")
+    suite = str(probe.get("suite_name") or "unknown")
+    labels = {"model": model, "suite": suite}
+    out = {}
+    total = len(probes)
+    passed = sum(1 for p in probes if isinstance(p, dict) and p.get("passed"))
+    out["modelops_probe_pass_ratio"] = [sample("modelops_probe_pass_ratio", labels,
+                                               round(float(passed) / total, 6) if total else 0)]
+    all_passed = bool(probe.get("passed")) if "passed" in probe else (total > 0 and passed == total)
+    out["modelops_probe_passed"] = [sample("modelops_probe_passed", labels, all_passed)]
+    for src, prefix in ((probe.get("latency"), "modelops_probe_latency_"),
+                        (((probe.get("baseline") or {}) if isinstance(probe.get("baseline"), dict) else {}).get("latency"),
+                         "modelops_probe_baseline_latency_")):
+        if not isinstance(src, dict):
+            continue
+        for q in ("p50", "p90"):
+            ms = src.get("%s_ms" % q)
+            if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+                name = "%s%s_seconds" % (prefix, q)
+                out[name] = [sample(name, labels, round(ms / 1000.0, 6))]
+    return out
+
+
+class Metrics(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+
+    def collect(self):
+        p = self.p
+        root = p["model_root"]
+        samples = {}
+        models = []
+        names = list_models(root) if os.path.isdir(root) else []
+        if p["model_name"] is not None:
+            names = [p["model_name"]]
+        events = []
+        if os.path.isdir(root):
+            ledger = Ledger(root, readonly=True)
+            if ledger.problem:
+                self.module.warn(ledger.problem)
+            events = ledger.events
+        for model in names:
+            model_dir = os.path.join(root, model)
+            info = {"name": model, "current": None, "previous": None, "last_upgrade": None}
+            for link, metric in (("current", "modelops_model_info"), ("previous", "modelops_model_previous_info")):
+                try:
+                    target = read_link(model_dir, link) if os.path.isdir(model_dir) else None
+                except (HostStateError, OSError) as e:
+                    self.module.warn(str(e))
+                    target = None
+                if target:
+                    info[link] = release_rel(*target)
+                    samples.setdefault(metric, []).append(
+                        sample(metric, {"model": model, "version": target[0], "variant": target[1]}, 1))
+            samples.setdefault("modelops_model_releases_installed", []).append(
+                sample("modelops_model_releases_installed", {"model": model}, len(installed_releases(root, model))))
+            last = last_upgrade_event(events, model)
+            result = p["result"] if p["result"] is not None and model == p["model_name"] else None
+            when = parse_time(p["time"]) if p["time"] is not None and model == p["model_name"] else None
+            if result is None and last is not None:
+                result = last["result"]
+            if when is None and last is not None:
+                when = last["time"]
+            if result is not None:
+                success = result == "upgraded"
+                info["last_upgrade"] = {"result": result, "success": success, "time": when}
+                samples.setdefault("modelops_model_last_upgrade_success", []).append(
+                    sample("modelops_model_last_upgrade_success", {"model": model, "result": result}, success))
+            if when is not None:
+                samples.setdefault("modelops_model_last_upgrade_timestamp_seconds", []).append(
+                    sample("modelops_model_last_upgrade_timestamp_seconds", {"model": model}, round(when, 3)))
+            models.append(info)
+        if p["probe"] is not None:
+            samples.update(probe_samples(p["model_name"], p["probe"]))
+        else:
+            kept = existing_probe_lines(p["path"])
+            if p["model_name"] is not None:
+                kept = dict((k, [ln for ln in v if 'model="%s"' % escape_label(p["model_name"]) in ln])
+                            for k, v in kept.items())
+            for k, v in kept.items():
+                if v:
+                    samples[k] = v
+        return render(samples), models
+
+    def run(self):
+        p = self.p
+        path = p["path"]
+        if not os.path.basename(path).endswith(".prom"):
+            raise MetricsError("path %s must end in .prom: node_exporter's textfile collector reads "
+                               "only *.prom files" % path)
+        content, models = self.collect()
+        try:
+            with open(path, "r") as f:
+                before = f.read()
+        except FileNotFoundError:
+            before = None
+        except (OSError, UnicodeDecodeError) as e:
+            raise MetricsError("cannot read the metrics file %s: %s" % (path, e))
+        changed = before != content
+        result = dict(changed=changed, path=path, content=content, models=models)
+        if self.module._diff:
+            result["diff"] = {"before": before or "", "after": content,
+                              "before_header": path, "after_header": path}
+        if changed and not self.module.check_mode:
+            self.write(path, content)
+        if os.path.exists(path) and not self.module.check_mode:
+            file_args = self.module.load_file_common_arguments(dict(path=path, mode=p["mode"]))
+            result["changed"] = self.module.set_fs_attributes_if_different(file_args, result["changed"])
+        return result
+
+    def write(self, path, content):
+        directory = os.path.dirname(path) or "."
+        try:
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o755)
+            fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+        except OSError as e:
+            raise MetricsError("cannot write the metrics file %s: %s" % (path, e))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as e:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise MetricsError("cannot write the metrics file %s: %s" % (path, e))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", default="/var/lib/node_exporter/textfile_collector/modelops_fleet.prom"),
+            model_root=dict(type="path", default="/srv/models"),
+            model_name=dict(type="str"),
+            result=dict(type="str", choices=["upgraded", "failed", "rolled_back"]),
+            time=dict(type="str"),
+            probe=dict(type="dict"),
+            mode=dict(type="raw", default="0644"),
+        ),
+        required_by=dict(probe="model_name", result="model_name", time="model_name"),
+        supports_check_mode=True,
+    )
+    try:
+        result = Metrics(module).run()
+    except (MetricsError, HostStateError) as e:
+        module.fail_json(msg=str(e))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
