@@ -55,11 +55,17 @@ ansible-playbook -i inventories/demo playbooks/upgrade.yml -e model_version=2411
 say "publish v2 (2412): same weights, new generation config"
 publish 2412 2
 
+say "the plan (upgrade.yml --check): nothing changes"
+ansible-playbook -i inventories/demo playbooks/upgrade.yml --check
+
 say "the main job: upgrade.yml rolls the latest release out with each group's policy"
 ansible-playbook -i inventories/demo playbooks/upgrade.yml
 
-say "what every host serves now"
-ansible all -i inventories/demo -m modelops.fleet.model_info -a "model_name=smollm2-135m-instruct" \
-    | grep -E '^[a-z0-9-]+ [|]|current:' || true
+say "what every host serves now (status.yml)"
+ansible-playbook -i inventories/demo playbooks/status.yml
+
+REPORTS="${MODELOPS_REPORT_DIR:-${REPO}/rollout-reports}"
+# shellcheck disable=SC2012  # names are <UTC time>-<playbook>: sorting by name is by time
+say "the rollout's reports (HTML, JSON, JUnit): $(ls -d "${REPORTS}"/*-upgrade 2>/dev/null | tail -n 1)"
 
 say "done: the demo fleet is up (remove it with: bash scripts/demo.sh down)"
