@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Verification benchmark: model_verify against sha256sum on this machine.
-# Writes bench/results/verify.json and the "Verification" section of docs/performance.md.
-# Not part of scripts/test.sh. Takes a few minutes and needs about 5 GiB free under
-# /var/tmp/modelops-bench (deleted at the end). Extra arguments go to the script,
-# e.g. bash bench/run.sh --size-gb 1 --runs 3
+# Every benchmark, one after the other (not part of scripts/test.sh; see bench/README.md):
+#   1. verification: model_verify against sha256sum (bench/verify_bench.py, a few minutes,
+#      about 5 GiB free under /var/tmp/modelops-bench);
+#   2. transfer: model_sync against rsync and copy (bench/transfer.sh, fleet "bench");
+#   3. orchestration: upgrade.yml against ping, rollout per step, downtime against the
+#      engine's start time (bench/orchestration.sh, fleet "orch").
+# Each writes bench/results/<name>.json and its own section of docs/performance.md.
+# Extra arguments go to the verification script, e.g. bash bench/run.sh --size-gb 1 --runs 3
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# shellcheck source=scripts/setup.sh
+# shellcheck source=scripts/setup.sh disable=SC1091
 source scripts/setup.sh
 
 # GNU time measures the peak RSS of each child process.
@@ -23,3 +26,6 @@ python bench/verify_bench.py "$@"
 
 # Transfer: model_sync vs rsync (ansible.posix.synchronize) and ansible.builtin.copy.
 bash "$(dirname "${BASH_SOURCE[0]}")/transfer.sh"
+
+# Orchestration and downtime: upgrade.yml vs ping, rollout per step, downtime vs engine start.
+bash "$(dirname "${BASH_SOURCE[0]}")/orchestration.sh"

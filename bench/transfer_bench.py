@@ -34,37 +34,33 @@ Run it with ``bash bench/transfer.sh`` (or ``bash bench/run.sh`` for every bench
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
+
+import _common
+from _common import (GIB, Ansible, BenchError, Canvas, check_all_ok, container_pid, first_line, fleet,
+                     fmt_seconds, fmt_size, loadavg, nice_step, read_text, series, summary, utc_now, verdict,
+                     write_big_file)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLEET = os.path.join(REPO, "tests", "fleet", "fleet.py")
 PUBLISH = os.path.join(REPO, "playbooks", "publish.yml")
 DOC = os.path.join(REPO, "docs", "performance.md")
 RESULTS = os.path.join(REPO, "bench", "results", "transfer.json")
 PNG = os.path.join(REPO, "docs", "transfer.png")
 BEGIN = "<!-- transfer:begin -->"
 END = "<!-- transfer:end -->"
-STATE_ROOT = os.environ.get("MODELOPS_FLEET_STATE", "/var/tmp/modelops-fleet")
 
 FLEET_NAME = "bench"
 MODEL, VARIANT = "bench-model", "gguf-q4_k_m"
 V1, V2 = "2601", "2602"
 WEIGHTS = "model.gguf"
-MIB = 1 << 20
-GIB = 1 << 30
-GEN_CHUNK = 64 * MIB
 
 # Host-side paths (inside the bench containers only).
 ROOT = "/srv/bench"
@@ -141,80 +137,19 @@ NOOP_PLAYBOOK = """---
 """
 
 
-class BenchError(Exception):
-    pass
-
-
 # --------------------------------------------------------------------------- helpers
 
-def summary(values):
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def read_text(path, default=""):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError:
-        return default
-
-
-def first_line(cmd):
-    try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    except OSError:
-        return "not available"
-    out = (proc.stdout or proc.stderr).strip()
-    return " ".join(out.splitlines()[0].split()) if out else "not available"
-
-
-def meminfo_kib(field):
-    for line in read_text("/proc/meminfo").splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
-
-
-def loadavg():
-    return read_text("/proc/loadavg").split()[:3]
-
-
 def machine_info():
-    cpuinfo = read_text("/proc/cpuinfo")
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    ansible_version = first_line(["ansible", "--version"])
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "aes_ni": "aes" in flags,
-        "sha_ni": "sha_ni" in flags,
-        "ram_gib": round((meminfo_kib("MemTotal") or 0) / (1 << 20), 1),
-        "mem_available_gib_at_start": round((meminfo_kib("MemAvailable") or 0) / (1 << 20), 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "ansible_core": ansible_version,
-        "openssh": first_line(["ssh", "-V"]),
-        "rsync_controller": first_line(["rsync", "--version"]),
-        "podman": first_line(["podman", "--version"]),
-    }
-
-
-def fmt_size(n):
-    if n >= GIB:
-        return "%.2f GiB" % (n / GIB) if n % GIB else "%d GiB" % (n // GIB)
-    if n >= MIB:
-        return "%.1f MiB" % (n / MIB) if n % MIB else "%d MiB" % (n // MIB)
-    if n >= 1024:
-        return "%.1f KiB" % (n / 1024)
-    return "%d B" % n
+    return _common.machine_info(
+        ansible_core=first_line(["ansible", "--version"]),
+        openssh=first_line(["ssh", "-V"]),
+        rsync_controller=first_line(["rsync", "--version"]),
+        podman=first_line(["podman", "--version"]),
+    )
 
 
 def fmt_s(x):
-    return "%.2f s" % x if x >= 0.1 else "%.1f ms" % (x * 1000)
+    return fmt_seconds(x, 2)
 
 
 def fmt_range(s):
@@ -225,26 +160,7 @@ def fmt_mbs(nbytes, seconds):
     return "%.0f MB/s" % (nbytes / seconds / 1e6) if seconds else "n/a"
 
 
-def verdict(ok):
-    return "**pass**" if ok else "**miss**"
-
-
 # --------------------------------------------------------------------------- data
-
-def write_big_file(path, size):
-    """size bytes that do not compress: one random 64 MiB block written over and over, each
-    copy with a different counter in its first 16 bytes (fast, and every block differs)."""
-    block = bytearray(os.urandom(min(GEN_CHUNK, size) or 1))
-    written = 0
-    counter = 0
-    with open(path, "wb") as f:
-        while written < size:
-            block[:16] = counter.to_bytes(16, "big")
-            n = min(len(block), size - written)
-            f.write(block if n == len(block) else block[:n])
-            written += n
-            counter += 1
-
 
 def write_small_files(directory):
     tokenizer = {"version": "1.0", "model": {"type": "BPE", "vocab": {"tok%d" % i: i for i in range(20000)}}}
@@ -271,67 +187,6 @@ def release_files(directory):
 
 # --------------------------------------------------------------------------- ansible
 
-class Ansible(object):
-    """Runs ansible / ansible-playbook against the bench fleet's inventory."""
-
-    def __init__(self, inventory, log):
-        self.inventory = inventory
-        self.log = log
-        self.env = dict(os.environ)
-        self.env.update({
-            "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "ANSIBLE_DEPRECATION_WARNINGS": "False",
-            # OpenSSH masters go where fleet.py down finds and ends them.
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": os.path.join(STATE_ROOT, FLEET_NAME, "cp"),
-        })
-
-    def run(self, argv, env=None, check=True, timeout=1800):
-        e = dict(self.env)
-        e.update(env or {})
-        start = time.perf_counter()
-        proc = subprocess.run(argv, cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=timeout, check=False)
-        wall = time.perf_counter() - start
-        if check and proc.returncode != 0:
-            raise BenchError("%s failed (rc=%d):\n%s\n%s" % (" ".join(argv[:6]), proc.returncode,
-                                                             proc.stdout[-4000:], proc.stderr[-2000:]))
-        return proc, wall
-
-    def adhoc(self, pattern, module, args, forks=None, oneline=True, check=True):
-        argv = ["ansible", pattern, "-i", self.inventory, "-m", module, "-a", args]
-        if forks:
-            argv += ["-f", str(forks)]
-        if oneline:
-            argv.append("-o")
-        return self.run(argv, check=check)
-
-    def shell(self, pattern, cmd, forks=None):
-        proc, wall = self.adhoc(pattern, "ansible.builtin.shell", cmd, forks=forks, oneline=False)
-        return proc.stdout, wall
-
-    def playbook(self, playbook, extra_vars, env=None):
-        return self.run(["ansible-playbook", "-i", self.inventory, playbook, "-e", "@" + extra_vars], env=env)
-
-
-def oneline_results(stdout):
-    """{host: (status, result dict)} from `ansible -o` output."""
-    out = {}
-    for m in re.finditer(r"^(\S+) \| (\w+)!? => (\{.*\})$", stdout, re.M):
-        out[m.group(1)] = (m.group(2), json.loads(m.group(3)))
-    return out
-
-
-def check_all_ok(stdout, hosts, what):
-    res = oneline_results(stdout)
-    for h in hosts:
-        if h not in res or res[h][0] not in ("SUCCESS", "CHANGED"):
-            raise BenchError("%s on %s did not succeed:\n%s" % (what, h, stdout[-3000:]))
-    return res
-
-
 def marker_times(stdout):
     m = re.search(r"BENCHTIME (\d+\.\d+) (\d+\.\d+)", stdout)
     if not m:
@@ -340,20 +195,6 @@ def marker_times(stdout):
 
 
 # --------------------------------------------------------------------------- fleet
-
-def fleet(*args, check=True):
-    proc = subprocess.run([sys.executable, FLEET] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, check=False)
-    if check and proc.returncode != 0:
-        raise BenchError("fleet.py %s failed: %s" % (" ".join(args), proc.stderr[-3000:]))
-    return proc
-
-
-def container_pid(cid):
-    proc = subprocess.run(["podman", "inspect", "--format", "{{.State.Pid}}", cid], capture_output=True, text=True,
-                          check=True)
-    return int(proc.stdout.strip())
-
 
 def rx_bytes(pid):
     """Bytes received by the container's network namespace (every interface but lo): what
@@ -762,10 +603,6 @@ def phases(events, wall):
 
 # --------------------------------------------------------------------------- analysis
 
-def series(samples, key="wall_s"):
-    return [s[key] for s in samples if s.get(key) is not None]
-
-
 def analyse(res):
     an = {}
     for key in ("push1", "push4"):
@@ -829,36 +666,6 @@ def analyse(res):
 
 # --------------------------------------------------------------------------- chart
 
-class Canvas(object):
-    def __init__(self, width, height, bg=(255, 255, 255)):
-        self.w, self.h = width, height
-        self.rows = [bytearray(bytes(bg) * width) for dummy in range(height)]
-
-    def rect(self, x0, y0, x1, y1, color):
-        x0, x1 = max(0, min(x0, x1)), min(self.w, max(x0, x1))
-        y0, y1 = max(0, min(y0, y1)), min(self.h, max(y0, y1))
-        if x1 <= x0:
-            return
-        for y in range(y0, y1):
-            self.rows[y][x0 * 3:x1 * 3] = bytes(color) * (x1 - x0)
-
-    def png(self):
-        raw = b"".join(b"\x00" + bytes(row) for row in self.rows)
-
-        def chunk(tag, data):
-            return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", self.w, self.h, 8, 2, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-
-
-def nice_step(top):
-    for step in (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300):
-        if top / step <= 10:
-            return step
-    return 600
-
-
 def draw_chart(path, push1):
     """Bars of the median 1-host push time per tool, min–max whiskers, a grey line every `step` s."""
     bars = [(t, rgb, push1[t]["wall_s"]) for t, rgb, dummy in CHART_TOOLS if t in push1]
@@ -888,9 +695,7 @@ def draw_chart(path, push1):
             c.rect(mid - 6, y_of(val), mid + 7, y_of(val) + 2, (0, 0, 0))
     c.rect(left - 2, top, left, height - bottom + 2, (0, 0, 0))
     c.rect(left - 2, height - bottom, width - right, height - bottom + 2, (0, 0, 0))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(c.png())
+    c.save(path)
     return {"step_s": step, "top_s": top_value, "bars": [b[0] for b in bars]}
 
 
@@ -1199,23 +1004,7 @@ def commands(res):
 
 def update_doc(path, section):
     """Replace the transfer section of path (between its markers), leaving the rest alone."""
-    text = read_text(path)
-    if not text:
-        text = ("# Performance\n\n"
-                "Benchmarks of modelops.fleet, measured on a real machine. Each section is written by its own script "
-                "and rewritten only by it, between its `<!-- name:begin -->` and `<!-- name:end -->` markers: re-run the "
-                "script rather than editing the numbers.\n")
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".transfer-tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    _common.update_doc(path, section, BEGIN, END)
 
 
 # --------------------------------------------------------------------------- main
@@ -1268,10 +1057,10 @@ def main(argv=None):
     run_dir = tempfile.mkdtemp(prefix="run.", dir=args.workdir)
     res = {"params": {"size_bytes": size, "runs": args.runs, "multi_runs": args.multi_runs, "noop_runs": args.noop_runs,
                       "hosts": args.hosts, "ssh_port_base": args.ssh_port_base},
-           "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "started": utc_now(),
            "machine": machine_info(), "load_start": loadavg()}
     bench = Bench(args, run_dir, log)
-    bench.ansible = Ansible(os.path.join(run_dir, "inventory.yml"), log)
+    bench.ansible = Ansible(os.path.join(run_dir, "inventory.yml"), log, FLEET_NAME)
     keys = None
     try:
         os.makedirs(os.path.join(run_dir, "catalogs"))

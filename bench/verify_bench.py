@@ -27,19 +27,20 @@ Run it with ``bash bench/run.sh`` (see bench/README.md for the options).
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import json
 import os
-import platform
 import resource
 import shutil
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import _common
+from _common import (GIB, MIB, first_line, fmt_seconds, fmt_size, loadavg, median, meminfo_kib, mount_of, read_text,
+                     series, spread, summary, utc_now, verdict, write_big_file)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".collections")
@@ -54,9 +55,6 @@ GNU_TIME = "/usr/bin/time"
 MODEL, VERSION = "bench-model", "2507"
 BIG_VARIANT, SMALL_VARIANT = "gguf-q4_k_m", "gguf-q8_0"
 BIG_FILE = "model.gguf"
-MIB = 1 << 20
-GIB = 1 << 30
-GEN_CHUNK = 64 * MIB
 
 # Goals from the issue.
 COLD_RATIO_GOAL = 1.10      # cold verify time / sha256sum time
@@ -73,110 +71,24 @@ def release_lib():
 
 # --------------------------------------------------------------------------- helpers
 
-def median(values):
-    return statistics.median(values) if values else None
-
-
-def summary(values):
-    """Median, min, max and count of a list of numbers."""
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def spread(values):
-    """(max - min) / median: how noisy a series of timings is."""
-    if not values or not statistics.median(values):
-        return 0.0
-    return (max(values) - min(values)) / statistics.median(values)
-
-
-def read_text(path, default=""):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError:
-        return default
-
-
-def first_line(cmd):
-    try:
-        out = subprocess.run(cmd, check=False, capture_output=True, text=True).stdout
-    except OSError:
-        return "not available"
-    return out.splitlines()[0] if out else "not available"
-
-
-def mount_of(path):
-    """(fstype, source, mount point) of the filesystem holding path, from /proc/mounts."""
-    path = os.path.realpath(path)
-    best = ("unknown", "unknown", "/")
-    best_len = -1
-    for line in read_text("/proc/mounts").splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        source, mnt, fstype = fields[0], fields[1].replace("\\040", " "), fields[2]
-        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > best_len:
-            best, best_len = (fstype, source, mnt), len(mnt)
-    return best
-
-
-def meminfo_kib(field):
-    for line in read_text("/proc/meminfo").splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
-
-
-def loadavg():
-    return read_text("/proc/loadavg").split()[:3]
-
-
 def machine_info(workdir):
-    cpuinfo = read_text("/proc/cpuinfo")
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
     fstype, source, mnt = mount_of(workdir)
     sha256sum = shutil.which("sha256sum") or "sha256sum"
     ldd_out = ""
     if shutil.which("ldd"):
         ldd_out = subprocess.run(["ldd", sha256sum], check=False, capture_output=True, text=True).stdout
-    return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "sha_ni": "sha_ni" in flags,
-        "ram_gib": round((meminfo_kib("MemTotal") or 0) / (1 << 20), 1),
-        "mem_available_gib_at_start": round((meminfo_kib("MemAvailable") or 0) / (1 << 20), 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "python_openssl": ssl.OPENSSL_VERSION,
-        "sha256sum": first_line([sha256sum, "--version"]),
-        "sha256sum_uses_libcrypto": "libcrypto" in ldd_out,
-        "openssl": first_line(["openssl", "version"]) if shutil.which("openssl") else None,
-        "gnu_time": first_line([GNU_TIME, "--version"]),
-        "workdir": workdir,
-        "filesystem": "%s (%s mounted at %s)" % (fstype, source, mnt),
-    }
+    return _common.machine_info(
+        python_openssl=ssl.OPENSSL_VERSION,
+        sha256sum=first_line([sha256sum, "--version"]),
+        sha256sum_uses_libcrypto="libcrypto" in ldd_out,
+        openssl=first_line(["openssl", "version"]) if shutil.which("openssl") else None,
+        gnu_time=first_line([GNU_TIME, "--version"]),
+        workdir=workdir,
+        filesystem="%s (%s mounted at %s)" % (fstype, source, mnt),
+    )
 
 
 # --------------------------------------------------------------------------- data
-
-def write_big_file(path, size):
-    """size bytes of incompressible data, fast: one random 64 MiB block written over and
-    over, each copy with a different counter in its first 16 bytes."""
-    block = bytearray(os.urandom(min(GEN_CHUNK, size) or 1))
-    written = 0
-    counter = 0
-    with open(path, "wb") as f:
-        while written < size:
-            block[:16] = counter.to_bytes(16, "big")
-            n = min(len(block), size - written)
-            f.write(block if n == len(block) else block[:n])
-            written += n
-            counter += 1
-
 
 def write_small_files(directory):
     tokenizer = {"version": "1.0", "model": {"type": "BPE", "vocab": {"tok%d" % i: i for i in range(20000)}}}
@@ -317,10 +229,6 @@ def interleave(runs, named_calls, log):
     return samples
 
 
-def series(samples, key="wall_s"):
-    return [s[key] for s in samples]
-
-
 # --------------------------------------------------------------------------- benchmarks
 
 def bench_cold(tools, big, runs, log):
@@ -431,16 +339,8 @@ def analyse(res):
 
 # --------------------------------------------------------------------------- report
 
-def fmt_size(n):
-    if n >= GIB and n % GIB == 0:
-        return "%d GiB" % (n // GIB)
-    if n >= GIB:
-        return "%.2f GiB" % (n / GIB)
-    return "%d MiB" % (n // MIB) if n % MIB == 0 else "%.1f MiB" % (n / MIB)
-
-
 def fmt_s(x):
-    return "%.3f s" % x if x >= 0.1 else "%.2f ms" % (x * 1000)
+    return fmt_seconds(x, 3)
 
 
 def fmt_range(s):
@@ -451,10 +351,6 @@ def fmt_range(s):
 
 def fmt_pct(ratio):
     return "%+.1f%%" % ((ratio - 1) * 100)
-
-
-def verdict(ok):
-    return "**pass**" if ok else "**miss**"
 
 
 def render(res, an):
@@ -686,21 +582,7 @@ def chunk_note(chunks, current):
 
 def update_doc(path, section):
     """Replace the verify section of path (between the markers), creating the file if needed."""
-    text = read_text(path)
-    if not text:
-        text = ("# Performance\n\n"
-                "Benchmarks of modelops.fleet, measured on a real machine. Each section is written by its own script "
-                "and rewritten only by it, between its `<!-- name:begin -->` and `<!-- name:end -->` markers: re-run the "
-                "script rather than editing the numbers.\n\n")
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    _common.update_doc(path, section, BEGIN, END)
 
 
 # --------------------------------------------------------------------------- main
@@ -755,7 +637,7 @@ def main(argv=None):
         log("WARNING: less than twice the data size is available as RAM; the files may not stay in the page cache")
     run_dir = tempfile.mkdtemp(prefix="verify.", dir=args.workdir)
     res = {"params": {"size_bytes": size, "small_bytes": small_size, "runs": args.runs, "chunk_runs": args.chunk_runs},
-           "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "started": utc_now(),
            "machine": machine_info(args.workdir), "chunk_constant": lib.CHUNK, "load_start": loadavg()}
     try:
         repo_root = os.path.join(run_dir, "repo")
@@ -781,7 +663,7 @@ def main(argv=None):
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     res["load_end"] = loadavg()
-    res["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    res["finished"] = utc_now()
     res["duration_s"] = time.time() - started
     res["summary"] = analyse(res)
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
