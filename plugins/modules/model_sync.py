@@ -198,6 +198,10 @@ class SyncManager(object):
                 inst.discard_staging()
             raise
         with HostLock(p["model_root"], timeout=p["lock_timeout"], purpose="model_sync %s" % inst.name):
+            # Another run may have installed the release while this one waited for the lock.
+            plan = inst.plan()
+            if plan["installed"]:
+                return self.result(plan, False)
             return self.stage(plan)
 
     def stage(self, plan):

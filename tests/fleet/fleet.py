@@ -225,7 +225,7 @@ def ssh_cmd(key, port, command):
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "root@127.0.0.1", command]
 
 
-def wait_ready(host, key, timeout=None):
+def wait_ready(host, key, timeout=None, container=None):
     """Wait until sshd answers and systemd finished booting.
 
     Hosts boot in seconds on an idle machine; on a loaded one (several fleets on 2 cores)
@@ -233,9 +233,17 @@ def wait_ready(host, key, timeout=None):
     """
     if timeout is None:
         timeout = int(os.environ.get("MODELOPS_FLEET_BOOT_TIMEOUT", "300"))
-    deadline = time.time() + timeout
+    start = time.time()
+    deadline = start + timeout
     last = ""
+    reexec = container is not None
     while time.time() < deadline:
+        if reexec and time.time() - start > timeout / 3:
+            # Under heavy load systemd in a container has been seen to stop working through
+            # its boot jobs (sshd never starts); re-executing it gets it going again.
+            reexec = False
+            log("%s: not booted after %ds, systemctl daemon-reexec" % (host.name, time.time() - start))
+            run(["podman", "exec", container, "systemctl", "daemon-reexec"], check=False)
         proc = run(ssh_cmd(key, host.ssh_port, "systemctl is-system-running --wait"),
                    check=False)
         last = (proc.stdout + proc.stderr).strip()
@@ -287,7 +295,7 @@ def up(name, hosts, image=None):
         log("started %s (%s) ssh=127.0.0.1:%d api=127.0.0.1:%d"
             % (host.name, cid[:12], host.ssh_port, host.api_port))
     for host in hosts:
-        wait_ready(host, key)
+        wait_ready(host, key, container=state["hosts"].get(host.name, {}).get("id"))
     state["key"] = key
     state["inventory"] = write_inventory(name, state)
     save_state(name, state)
