@@ -14,7 +14,9 @@ export MODELOPS_TEST_ARTIFACTS="${ARTIFACTS}"
 
 teardown() {
     python tests/fleet/fleet.py down --name molecule >/dev/null 2>&1 || true
+    python tests/fleet/fleet.py down --name molrollout >/dev/null 2>&1 || true
     python tests/fleet/fleet.py down --name test >/dev/null 2>&1 || true
+    python tests/fleet/fleet.py down --name adv >/dev/null 2>&1 || true
 }
 trap teardown EXIT
 
@@ -67,6 +69,7 @@ if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     stage molecule   molecule test --all
     stage integration python -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml "${ARTIFACTS}/integration-junit.xml"
+    stage adversarial python -m pytest -q -p no:cacheprovider tests/adversarial --junitxml "${ARTIFACTS}/adversarial-junit.xml"
 fi
 
 say "stages passed: ${PASSED[*]:-none}; failed: ${FAILED[*]:-none}"

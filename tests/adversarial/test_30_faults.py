@@ -1,0 +1,328 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Faults during a rollout: a full disk, an engine that does not start or does not behave,
+a host that disappears, an Ansible run killed between activate and restart, two runs at
+once. Every case goes through playbooks/upgrade.yml; afterwards every host serves a
+verified version.
+
+Entering: gpu-01 and gpu-02 serve 2412, edge-01 serves 2601 (test_20_mirror resumed it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import HOSTS, MODEL, MODEL_DIR, REPO, STATE, VARIANT, kill_group, recap, wait_for_text
+
+
+def flat(text):
+    return " ".join(text.split())
+
+
+def find(pattern, text, default="(not found)"):
+    m = re.search(pattern, text)
+    return m.group(0) if m else default
+
+
+def rollout(run):
+    """The modelops_rollout summary of upgrade.yml's 'Show the result per host' task."""
+    return dict(re.findall(r"^\s+(gpu-0\d|edge-0\d): ([a-z][a-z ()]+)$", run.stdout, re.M))
+
+
+def served_record(world, host):
+    return world.sh_out(host, "cat /var/lib/modelops/modelops-inference.served").splitlines()[-1].strip()
+
+
+def ledger(world, host):
+    return json.loads(world.sh_out(host, "cat /srv/models/.modelops/state.json"))
+
+
+@pytest.mark.case("disk full during sync (pre-check)", "refused before writing: names /srv/tiny, need and free MiB")
+def test_disk_full_precheck(world, case):
+    # The release does not fit: 48 MiB tmpfs as the model root of edge-01.
+    run = world.upgrade("2602", catalog=world.case_catalog("diskfull"), target="edge_devices",
+                        extra={"inference_server_model_root": "/srv/tiny"})
+    out = flat(run.stdout)
+    case.observed = "run failed: " + find(r"not enough disk space on /srv/tiny[^.]*", out)
+    assert run.returncode != 0, run.stdout[-4000:]
+    assert "not enough disk space on /srv/tiny for %s-2602-%s" % (MODEL, VARIANT) in out
+    assert re.search(r"MiB margin\), \d+ MiB free", out)
+    assert world.sh_out("edge-01", "find /srv/tiny -mindepth 1 | wc -l").splitlines()[-1] == "0"
+    assert world.currents()["edge-01"] == "2601/%s" % VARIANT
+    world.serving(case)
+
+
+FILLER = r'''
+import os, sys, time
+part, hog = sys.argv[1], sys.argv[2]
+deadline = time.time() + 120
+while not os.path.exists(part) and time.time() < deadline:
+    time.sleep(0.02)
+st = os.statvfs(os.path.dirname(hog))
+with open(hog, "wb") as f:
+    try:
+        f.write(b"\0" * (st.f_bavail * st.f_frsize))
+    except OSError:
+        pass
+'''
+
+
+@pytest.mark.case("disk fills up during the download", "fails naming the file and ENOSPC; nothing installed; rerun converges")
+def test_disk_fills_during_download(world, case, tmp_path):
+    # model_sync pulls 2501 (1 MiB of weights) slowly from a mirror on edge-01 into the
+    # tmpfs while another process fills the tmpfs as soon as the download starts: the
+    # space check passed, the disk fills anyway. Driven through the module: upgrade.yml
+    # cannot set a model root apart from the engine's.
+    host = "edge-01"
+    src = world.release_dir("2501")
+    mirror = "/srv/adv-fill"
+    world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s/ dest=%s/%s/2501/%s/" % (src, mirror, MODEL, VARIANT))
+    world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=%s/mirror_server.py" % (
+        os.path.join(REPO, "tests", "adversarial", "mirror_server.py"), mirror))
+    filler = tmp_path / "filler.py"
+    filler.write_text(FILLER)
+    world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=%s/filler.py" % (filler, mirror))
+    part = "/srv/tiny/.staging/%s/2501/%s/SmolLM2-135M-Instruct.Q4_1.gguf.part" % (MODEL, VARIANT)
+    world.sh(host, "systemd-run --unit=adv-fill-mirror python3 {m}/mirror_server.py {m} 28901 honest 262144; "
+                   "systemd-run --unit=adv-filler python3 {m}/filler.py {p} /srv/tiny/hog; sleep 1".format(m=mirror, p=part))
+    args = {"src": src, "source": "mirror", "url": "http://127.0.0.1:28901/%s/2501/%s" % (MODEL, VARIANT),
+            "model_root": "/srv/tiny", "space_margin_mb": 0, "keyring": [world.keys.publisher.public],
+            "trusted_fingerprints": [world.keys.publisher.fingerprint], "catalog": ""}
+    try:
+        proc = world.ansible.adhoc(host, "-m", "modelops.fleet.model_sync", "-a", json.dumps(args), "-o", check=False)
+        out = flat(proc.stdout)
+        case.observed = "module failed: " + find(r"(download of|model_sync failed on) [^\"]*No space left on device[^\"]*", out)
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        assert "No space left on device" in out and "resumed next run" in out, out[-2000:]
+        assert "No such file" in world.sh(host, "ls /srv/tiny/%s/2501 2>&1; true" % MODEL)
+        # Space again: the same call resumes and installs.
+        world.sh(host, "rm -f /srv/tiny/hog")
+        again = world.ansible.adhoc(host, "-m", "modelops.fleet.model_sync", "-a", json.dumps(args), "-o", check=False)
+        assert "CHANGED" in again.stdout, again.stdout[-3000:]
+        case.observed += "; after freeing space the same call installed 2501"
+        world.serving(case)
+    finally:
+        world.sh(host, "systemctl stop adv-fill-mirror adv-filler 2>/dev/null; systemctl reset-failed adv-filler adv-fill-mirror 2>/dev/null; "
+                       "chmod -R u+w /srv/tiny 2>/dev/null; find /srv/tiny -mindepth 1 -delete; rm -rf %s; true" % mirror)
+
+
+@pytest.mark.case("engine fails to start on the new version", "canary rolled back to 2412 and serves; rest of its group untouched")
+def test_engine_fails_to_start(world, case):
+    run = world.upgrade("2501", catalog=world.case_catalog("unloadable"), target="gpu_servers")
+    out = flat(run.stdout)
+    m = re.search(r"gpu-01: upgrade to %s-2501-%s failed at .{0,1500}?rolled back to 2412/%s, which serves again[a-z ]*"
+                  % (MODEL, VARIANT, VARIANT), out)
+    case.observed = "run failed: " + (m.group(0) if m else out[-300:])
+    assert run.returncode != 0 and m, run.stdout[-5000:]
+    c = world.currents()
+    assert c["gpu-01"] == c["gpu-02"] == "2412/%s" % VARIANT
+    assert "2501" not in world.sh("gpu-02", "ls %s" % MODEL_DIR)
+    world.serving(case)
+
+
+def _probe_gate_present():
+    with open(os.path.join(REPO, "roles", "model_upgrade", "tasks", "main.yml")) as f:
+        return "modelops.fleet.model_probe" in f.read()
+
+
+@pytest.mark.case("engine starts but fails probes", "probe gate fails the canary; rolled back to 2412; rest untouched")
+@pytest.mark.xfail(not _probe_gate_present(), strict=False,
+                   reason="roles/model_upgrade does not gate on model_probe yet: a loadable but damaged model passes")
+def test_engine_fails_probes(world, case):
+    run = world.upgrade("2502", catalog=world.case_catalog("zeroed"), target="gpu_servers")
+    out = flat(run.stdout)
+    m = re.search(r"gpu-01: upgrade to %s-2502-%s failed at .{0,1500}?rolled back to 2412/%s, which serves again[a-z ]*"
+                  % (MODEL, VARIANT, VARIANT), out)
+    case.observed = "run failed: " + (m.group(0) if m else out[-300:])
+    try:
+        assert run.returncode != 0 and m, run.stdout[-5000:]
+        assert "probe capital" in m.group(0), m.group(0)
+        c = world.currents()
+        assert c["gpu-01"] == c["gpu-02"] == "2412/%s" % VARIANT
+    finally:
+        if world.currents().get("gpu-01") != "2412/%s" % VARIANT:
+            # Without the gate the damaged model went out: put the group back on 2412.
+            world.upgrade("2412", catalog=world.case_catalog("zeroed-undo"), target="gpu_servers",
+                          extra={"model_allow_rollback": True})
+    world.serving(case)
+
+
+@pytest.mark.case("host unreachable mid-rollout", "host named as failed; counts against the budget; rollout halts")
+def test_host_unreachable_mid_rollout(world, case, adv_fleet, tmp_path):
+    cid = adv_fleet["hosts"]["gpu-02"]["id"]
+    out = str(tmp_path / "run.log")
+    # A control path of its own: no OpenSSH master from earlier runs may reach the frozen
+    # host (a multiplexed session over a dead master would wait for ever).
+    cp = os.path.join(STATE, "adv", "cp-unreachable")
+    os.makedirs(cp, exist_ok=True)
+    args = world.upgrade_args("2601", catalog=world.case_catalog("unreachable"),
+                              extra={"model_serial": 1, "model_max_fail_percentage": 20})
+    proc = world.ansible.background("ansible-playbook", *args, out=out, env={
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": cp, "ANSIBLE_TIMEOUT": "10"})
+    paused = False
+    try:
+        wait_for_text(out, "PLAY [The rest", 600, proc)
+        subprocess.run(["podman", "pause", cid], check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        paused = True
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+        if paused:
+            subprocess.run(["podman", "unpause", cid], check=False)
+    text = open(out).read()
+    world.ansible.log("ansible-playbook", ["(unreachable case)"], text)
+    out_flat = flat(text)
+    summary = rollout(type("R", (), {"stdout": text}))
+    named = find(r"gpu-02: unreachable before the upgrade[^;]*", out_flat)
+    case.observed = "rc=%d; %s; summary %s" % (proc.returncode, named, summary)
+    assert proc.returncode != 0, text[-4000:]
+    assert "gpu-02: unreachable before the upgrade to %s-2601-%s" % (MODEL, VARIANT) in out_flat, text[-4000:]
+    assert "halted by the failure budget" in out_flat, text[-4000:]
+    assert summary.get("gpu-01") == "upgraded" and summary.get("edge-01") == "not upgraded", summary
+    time.sleep(2)
+    c = world.currents()
+    assert c["gpu-01"] == c["edge-01"] == "2601/%s" % VARIANT and c["gpu-02"] == "2412/%s" % VARIANT
+    world.serving(case)
+
+
+@pytest.mark.case("ansible killed between activate and restart", "next run restarts on the new version and converges")
+def test_killed_between_activate_and_restart(world, case, tmp_path):
+    catalog = world.case_catalog("killed")
+    args = world.upgrade_args("2601", catalog=catalog, target="gpu_servers")
+    out = str(tmp_path / "killed.log")
+    proc = world.ansible.background("ansible-playbook", *args, out=out)
+    try:
+        deadline = time.time() + 600
+        # The result line of gpu-02 under the "Switch current" task (not under a later task).
+        pattern = re.compile(r"Switch current to the new version\] \*+\n(?:(?!TASK \[)[^\n]*\n)*?changed: \[gpu-02\]")
+        while time.time() < deadline:
+            if pattern.search(open(out).read()):
+                break
+            assert proc.poll() is None, open(out).read()[-4000:]
+            time.sleep(0.1)
+        kill_group(proc)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    text = open(out).read()
+    world.ansible.log("ansible-playbook", ["(killed run)"], text)
+    assert pattern.search(text), text[-4000:]
+    # Switched, not restarted: current says 2601, the engine still serves 2412.
+    assert world.currents()["gpu-02"] == "2601/%s" % VARIANT
+    assert served_record(world, "gpu-02") == "2412/%s" % VARIANT
+    run = world.upgrade("2601", catalog=catalog, target="gpu_servers")
+    probed = re.search(r"Gate on the probe suite[^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?(ok|changed|skipping|fatal): \[gpu-02\]",
+                       run.stdout)
+    case.observed = ("killed after 'Switch current' on gpu-02 (current 2601, engine on 2412); rerun rc=%d, "
+                     "engine on %s; probe gate on the rerun: %s" % (
+                         run.returncode, served_record(world, "gpu-02"), probed.group(1) if probed else "not run"))
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert served_record(world, "gpu-02") == "2601/%s" % VARIANT
+    assert world.currents()["gpu-02"] == "2601/%s" % VARIANT
+    world.serving(case)
+
+
+LOCK_HOLDER = r'''
+import fcntl, json, os, sys, time
+path, seconds, done = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.pwrite(fd, json.dumps({"pid": os.getpid(), "purpose": "adversarial lock holder"}).encode(), 0)
+time.sleep(seconds)
+with open(done, "w") as f:
+    f.write("%f" % time.time())
+os.ftruncate(fd, 0)
+fcntl.flock(fd, fcntl.LOCK_UN)
+'''
+
+
+@pytest.mark.case("upgrade while another process holds the host lock", "waits for the holder, then upgrades")
+def test_upgrade_waits_for_the_host_lock(world, case, tmp_path):
+    host = "edge-01"
+    script = tmp_path / "holder.py"
+    script.write_text(LOCK_HOLDER)
+    world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/srv/adv-holder.py" % script)
+    world.sh(host, "rm -f /srv/adv-released; systemd-run --unit=adv-lock-holder python3 /srv/adv-holder.py "
+                   "/srv/models/.modelops/lock 25 /srv/adv-released && sleep 1")
+    try:
+        t0 = time.time()
+        run = world.upgrade("2602", catalog=world.case_catalog("lock"), target="edge_devices")
+        took = time.time() - t0
+        assert run.returncode == 0, run.stdout[-4000:]
+        released = float(world.sh_out(host, "cat /srv/adv-released").splitlines()[-1])
+        install = [e for e in ledger(world, host)["events"]
+                   if e.get("action") == "install" and e.get("to") == "2602/%s" % VARIANT][-1]
+        from datetime import datetime, timezone
+        installed = datetime.strptime(install["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        case.observed = "run took %.0f s; holder released the lock at +%.0f s, install recorded at +%.0f s" % (
+            took, released - t0, installed - t0)
+        assert installed >= int(released), (install, released)
+        assert world.currents()[host] == "2602/%s" % VARIANT
+        world.serving(case)
+    finally:
+        world.sh(host, "systemctl stop adv-lock-holder 2>/dev/null; rm -f /srv/adv-holder.py /srv/adv-released; true")
+
+
+@pytest.mark.case("two upgrade runs against the same hosts at once",
+                  "both end; the loser (if any) names the other upgrade; hosts on 2602, verified; ledger intact")
+@pytest.mark.xfail(strict=False, reason=(
+    "collection bug: model_sync holds the host lock per step (plan, then install), not across plan -> push -> "
+    "install; the run that loses the race fails with 'release .staging/... does not match its manifest: missing "
+    "file ...' instead of waiting or naming the other upgrade (see docs/adversarial.md)"))
+def test_two_runs_at_once(world, case, tmp_path):
+    catalog = world.case_catalog("concurrent")
+    args = world.upgrade_args("2602", catalog=catalog, target="gpu_servers")
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    outs = [str(tmp_path / "a.log"), str(tmp_path / "b.log")]
+    procs = [world.ansible.background("ansible-playbook", *args, out=o) for o in outs]
+    try:
+        for p in procs:
+            p.wait(timeout=900)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                kill_group(p)
+    texts = [open(o).read() for o in outs]
+    for t in texts:
+        world.ansible.log("ansible-playbook", ["(concurrent run)"], t)
+    fails = [find(r"rollout of %s failed on .{0,400}" % MODEL, flat(t), "") for t in texts]
+    case.observed = "; ".join("run %s rc=%d%s" % ("AB"[i], p.returncode, (": " + fails[i][:300]) if fails[i] else "")
+                              for i, p in enumerate(procs))
+    assert any(p.returncode == 0 for p in procs), "\n\n".join(t[-3000:] for t in texts)
+    # Nothing lost: both hosts on 2602, one install each in an intact ledger, no staging left.
+    c = world.currents()
+    assert c["gpu-01"] == c["gpu-02"] == "2602/%s" % VARIANT
+    for h in ("gpu-01", "gpu-02"):
+        events = ledger(world, h)["events"]   # valid JSON, not torn
+        installs = [e for e in events if e.get("action") == "install" and e.get("to") == "2602/%s" % VARIANT
+                    and e.get("time", "") >= started]   # the ledger outlives sessions on a kept fleet
+        assert len(installs) == 1, installs
+        world.sh(h, "chmod -R u+w /srv/models/.staging 2>/dev/null; rm -rf /srv/models/.staging; true")
+    world.serving(case)
+    for i, p in enumerate(procs):
+        if p.returncode != 0:
+            # A run that lost the race must say so, not fail as if the release were damaged.
+            assert re.search(r"holds /srv/models/.modelops/lock|another upgrade", fails[i]), fails[i]
+
+
+@pytest.mark.case("converge: the whole fleet to 2602, twice", "first run upgrades the rest, second changes nothing")
+def test_fleet_converges(world, case):
+    first = world.upgrade("2602", catalog=world.case_catalog("converge"))
+    assert first.returncode == 0, first.stdout[-4000:]
+    second = world.upgrade("2602", catalog=world.case_catalog("converge"))
+    assert second.returncode == 0, second.stdout[-4000:]
+    changed = dict((h, c["changed"]) for h, c in recap(second.stdout).items() if h in HOSTS)
+    case.observed = "both runs rc=0; second run changed per host: %s" % changed
+    assert world.currents() == dict((h, "2602/%s" % VARIANT) for h in HOSTS)
+    assert all(v == 0 for v in changed.values()), changed
+    world.serving(case)
