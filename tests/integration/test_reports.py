@@ -96,6 +96,11 @@ def rollout(ansible, keys, tmp_path_factory):
         return ansible.playbook("playbooks/upgrade.yml", "-e", json.dumps(overrides), *extra,
                                 env={"MODELOPS_REPORT_DIR": str(report_dir)}, **kw)
 
+    # Start from hosts without the model, whatever earlier test modules left on this fleet:
+    # the reports and the metrics are checked against a known history.
+    ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a",
+                  "rm -rf /srv/models/%s /srv/models/.staging /srv/models/.modelops /var/lib/modelops/modelops-inference.served "
+                  "/var/lib/node_exporter/textfile_collector/modelops_fleet.prom" % MODEL)
     publish("2411", 1, "v1")
     boot = upgrade(base / "boot-reports", "-e", "model_version=2411", "-e", "model_upgrade_policy=immediate")
     publish("2412", 2, "v2")

@@ -125,8 +125,9 @@ def test_switching_current_restarts_and_serves_the_new_version(served, ansible):
     host = "gpu-02"
     a = ansible.artifacts
     before = main_pid(ansible, host)
-    sh(ansible, host, "d=/srv/models/smollm2-135m-instruct; mkdir -p $d/2412 && cp -a $d/2411/gguf-q4_1 $d/2412/ "
-                      "&& ln -sfn 2412/gguf-q4_1 $d/current.new && mv -T $d/current.new $d/current")
+    # 7777: a version no other test module publishes (their releases hard-link the same file).
+    sh(ansible, host, "d=/srv/models/smollm2-135m-instruct; rm -rf $d/7777; mkdir -p $d/7777 && cp -a $d/2411/gguf-q4_1 $d/7777/ "
+                      "&& ln -sfn 7777/gguf-q4_1 $d/current.new && mv -T $d/current.new $d/current")
     args = ("-e", "fleet_llama_server=%s" % a["llama_server"], "-e", "fleet_model_file=%s" % a["model_file"],
             "--limit", host)
     # serve_demo.yml would point current back at 2411: apply the role alone.
@@ -137,7 +138,7 @@ def test_switching_current_restarts_and_serves_the_new_version(served, ansible):
     assert "RUNNING HANDLER [modelops.fleet.inference_server : Restart the engine]" in run.stdout
     after = main_pid(ansible, host)
     assert after != before
-    assert sh(ansible, host, "cat /var/lib/modelops/modelops-inference.served").strip() == "2412/gguf-q4_1"
+    assert sh(ansible, host, "cat /var/lib/modelops/modelops-inference.served").strip() == "7777/gguf-q4_1"
     assert "/current/" in sh(ansible, host, "tr '\\0' ' ' < /proc/%d/cmdline" % after)
     again = ansible.playbook("tests/integration/playbooks/inference_server.yml",
                              "-e", "inference_server_llamacpp_binary_src=%s" % a["llama_server"], *args[4:])
