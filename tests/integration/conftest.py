@@ -101,6 +101,15 @@ def ansible(test_fleet, artifacts):
     return Ansible([DEMO_INVENTORY, test_fleet["inventory"]], artifacts)
 
 
+def fresh_hosts(ansible, model="smollm2-135m-instruct"):
+    """Remove the model, staging, ledger, served-version record and metrics from every host,
+    so that a test module starts from a known history whatever earlier modules left."""
+    ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a",
+                  "rm -rf /srv/models/%s /srv/models/.staging /srv/models/.modelops "
+                  "/var/lib/modelops/modelops-inference.served "
+                  "/var/lib/node_exporter/textfile_collector/modelops_fleet.prom" % model)
+
+
 def recap(output):
     """Parse PLAY RECAP lines: {host: {"ok": n, "changed": n, ...}}."""
     result = {}

@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, fresh_hosts
 
 MODEL = "smollm2-135m-instruct"
 VARIANT = "gguf-q4_1"
@@ -98,9 +98,7 @@ def rollout(ansible, keys, tmp_path_factory):
 
     # Start from hosts without the model, whatever earlier test modules left on this fleet:
     # the reports and the metrics are checked against a known history.
-    ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a",
-                  "rm -rf /srv/models/%s /srv/models/.staging /srv/models/.modelops /var/lib/modelops/modelops-inference.served "
-                  "/var/lib/node_exporter/textfile_collector/modelops_fleet.prom" % MODEL)
+    fresh_hosts(ansible, MODEL)
     publish("2411", 1, "v1")
     boot = upgrade(base / "boot-reports", "-e", "model_version=2411", "-e", "model_upgrade_policy=immediate")
     publish("2412", 2, "v2")

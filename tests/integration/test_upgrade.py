@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import recap
+from conftest import fresh_hosts, recap
 
 MODEL = "smollm2-135m-instruct"
 VARIANT = "gguf-q4_1"
@@ -41,6 +41,8 @@ def release_env(ansible, keys, tmp_path_factory):
                     "-e", "publish_key_fingerprint=%s" % keys.publisher.fingerprint,
                     "-e", "publish_catalog=%s" % (base / "publisher.db"))
     env["publish"] = publish
+    # Start from hosts without the model, whatever earlier test modules left on the fleet.
+    fresh_hosts(ansible, MODEL)
     publish("2411", 1)
     return env
 
