@@ -19,6 +19,7 @@ bench/ is the first entry of sys.path).
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -233,6 +234,19 @@ def fleet(*args, check=True):
     if check and proc.returncode != 0:
         raise BenchError("fleet.py %s failed: %s" % (" ".join(args), proc.stderr[-3000:]))
     return proc
+
+
+def load_vllm_conftest(fleet_name):
+    """tests/vllm/conftest.py (its Releases: publish both variants, upgrade.yml; the
+    integration suite's Ansible runner), so that a benchmark drives a fleet as the tests
+    do, with its OpenSSH masters where `fleet.py down --name fleet_name` ends them."""
+    os.environ["MODELOPS_VLLM_FLEET"] = fleet_name
+    path = os.path.join(REPO, "tests", "vllm", "conftest.py")
+    sys.path.insert(0, os.path.dirname(path))
+    spec = importlib.util.spec_from_file_location("modelops_vllm_conftest_" + fleet_name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def container_pid(cid):

@@ -56,6 +56,9 @@ PNG = os.path.join(REPO, "docs", "rollout.png")
 PUBLISH = os.path.join(REPO, "playbooks", "publish.yml")
 UPGRADE = os.path.join(REPO, "playbooks", "upgrade.yml")
 DEMO_INVENTORY = os.path.join(REPO, "inventories", "demo")
+# inventories/demo runs vLLM on its gpu_servers; this benchmark measures llama.cpp on every
+# host (as the integration suite runs it), which tests/integration/inventory overlays.
+LLAMACPP_OVERLAY = os.path.join(REPO, "tests", "integration", "inventory")
 CALLBACKS = os.path.join(REPO, "bench", "callback_plugins")
 BEGIN = "<!-- orchestration:begin -->"
 END = "<!-- orchestration:end -->"
@@ -320,7 +323,10 @@ class Bench(object):
         for attempt in range(3):
             # A host's systemd sometimes stalls at boot on this loaded machine (sshd never starts):
             # start the fleet afresh and try again.
-            proc = fleet("up", "--name", name, "--inventory", self.args.inventory, "--port-offset",
+            inv_args = []
+            for inv in self.args.inventory:
+                inv_args += ["--inventory", inv]
+            proc = fleet("up", "--name", name, *inv_args, "--port-offset",
                          str(self.args.port_offset), check=attempt == 2)
             if proc.returncode == 0:
                 break
@@ -330,7 +336,7 @@ class Bench(object):
                 fleet("down", "--name", name, check=False)
         self.state = json.loads(proc.stdout)
         self.hosts = {h: self.state["hosts"][h] for h in sorted(self.state["hosts"])}
-        self.ansible = Ansible([self.args.inventory, self.state["inventory"]], self.log, name)
+        self.ansible = Ansible(list(self.args.inventory) + [self.state["inventory"]], self.log, name)
         proc, dummy = self.ansible.adhoc("all", "ansible.builtin.ping", "")
         _common.check_all_ok(proc.stdout, list(self.hosts), "ping")
 
@@ -980,8 +986,9 @@ def notes(res, an):
 
 def commands(res):
     return [
-        "Fleet: `python tests/fleet/fleet.py up --name %s --inventory inventories/demo --port-offset %d` (SSH and API ports "
-        "+%d on 127.0.0.1); every Ansible command uses `-i inventories/demo -i /var/tmp/modelops-fleet/%s/inventory.yml` "
+        "Fleet: `python tests/fleet/fleet.py up --name %s --inventory inventories/demo --inventory tests/integration/inventory "
+        "--port-offset %d` (SSH and API ports +%d on 127.0.0.1; llama.cpp on every host); every Ansible command uses "
+        "`-i inventories/demo -i tests/integration/inventory -i /var/tmp/modelops-fleet/%s/inventory.yml` "
         "(the fleet's ports and key), the checkout's `ansible.cfg` (forks 10, pipelining, `ControlPersist=60s`) and "
         "`ANSIBLE_SSH_CONTROL_PATH_DIR=/var/tmp/modelops-fleet/%s/cp`." % (
             res["fleet_name"], res["port_offset"], res["port_offset"], res["fleet_name"], res["fleet_name"]),
@@ -1018,7 +1025,9 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, default=5,
                     help="rounds: each a rollout with downtime polling, a no-op upgrade, a ping run, engine starts (default 5)")
     ap.add_argument("--fleet-name", default="orch", help="fleet name for tests/fleet/fleet.py (default orch)")
-    ap.add_argument("--inventory", default=DEMO_INVENTORY, help="demo-shaped inventory (default inventories/demo)")
+    ap.add_argument("--inventory", action="append", default=None,
+                    help="demo-shaped inventory, repeatable (default inventories/demo with tests/integration/inventory: "
+                         "llama.cpp on every host)")
     ap.add_argument("--port-offset", type=int, default=8000, help="added to every port of the inventory (default 8000)")
     ap.add_argument("--poll-interval", type=float, default=0.1, help="seconds between two polls of one endpoint (default 0.1)")
     ap.add_argument("--workdir", default="/var/tmp/modelops-bench-orchestration", help="controller-side data (deleted afterwards)")
@@ -1034,6 +1043,8 @@ def parse_args(argv):
     ap.add_argument("--from-results", metavar="JSON",
                     help="measure nothing: redraw the chart and rewrite the doc section from the raw results of an earlier run")
     args = ap.parse_args(argv)
+    if args.inventory is None:
+        args.inventory = [DEMO_INVENTORY, LLAMACPP_OVERLAY]
     if args.rounds < 1 or args.poll_interval <= 0:
         ap.error("--rounds and --poll-interval must be positive")
     return args

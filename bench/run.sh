@@ -4,7 +4,11 @@
 #      about 5 GiB free under /var/tmp/modelops-bench);
 #   2. transfer: model_sync against rsync and copy (bench/transfer.sh, fleet "bench");
 #   3. orchestration: upgrade.yml against ping, rollout per step, downtime against the
-#      engine's start time (bench/orchestration.sh, fleet "orch").
+#      engine's start time (bench/orchestration.sh, fleet "orch");
+#   4. vLLM: its start next to llama-server's, a canary rollout to vLLM hosts per step
+#      (bench/vllm_bench.py, fleet "vbench");
+#   5. the latency judge at the default factor: 20 good upgrades (false rollbacks counted)
+#      and a throttled engine (bench/latency_judge_bench.py, fleet "jbench").
 # Each writes bench/results/<name>.json and its own section of docs/performance.md.
 # Extra arguments go to the verification script, e.g. bash bench/run.sh --size-gb 1 --runs 3
 set -euo pipefail
@@ -29,3 +33,9 @@ bash "$(dirname "${BASH_SOURCE[0]}")/transfer.sh"
 
 # Orchestration and downtime: upgrade.yml vs ping, rollout per step, downtime vs engine start.
 bash "$(dirname "${BASH_SOURCE[0]}")/orchestration.sh"
+
+# vLLM: the engine's start next to llama-server's, a canary rollout to vLLM hosts per step.
+python bench/vllm_bench.py
+
+# The latency judge at its production default: false rollbacks of good upgrades, a slow engine.
+python bench/latency_judge_bench.py

@@ -13,7 +13,8 @@ mkdir -p "${MODELOPS_CACHE}" "${MODELOPS_FLEET_STATE}"
 say() { printf '\n==> %s\n' "$*" >&2; }
 
 APT_PACKAGES=(podman runc debootstrap gnupg openssh-client rsync uidmap iproute2
-              shellcheck git python3-venv curl ca-certificates cmake g++ make chromium)
+              shellcheck git python3-venv curl ca-certificates cmake g++ make chromium
+              libnuma1)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

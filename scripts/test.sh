@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, ansible-test sanity on the built and installed
 # collection, ansible-lint, the molecule scenarios, and the integration tests against a
-# real local fleet. Every stage runs; the exit code is non-zero if any stage failed.
+# real local fleet (llama.cpp everywhere), the demo fleet with a real vLLM, and the
+# adversarial suite. Every stage runs and prints its time; the exit code is non-zero if any stage failed.
 # The test fleets are torn down at the end, also when a stage fails or the run is
 # interrupted.
 set -euo pipefail
@@ -17,13 +18,20 @@ teardown() {
     python tests/fleet/fleet.py down --name molrollout >/dev/null 2>&1 || true
     python tests/fleet/fleet.py down --name test >/dev/null 2>&1 || true
     python tests/fleet/fleet.py down --name adv >/dev/null 2>&1 || true
+    python tests/fleet/fleet.py down --name vllm >/dev/null 2>&1 || true
 }
 trap teardown EXIT
 
-declare -a PASSED=() FAILED=()
+# Each stage's time budget in seconds on a warm 2-core machine (caches built; the
+# artifacts stage builds llama-server, vLLM and the host image once, ~15 min cold). The
+# whole run must stay under CI's 90 minutes: a stage over its budget is named at the end.
+declare -A BUDGET=([unit]=300 [sanity]=300 [lint]=120 [artifacts]=1500 [molecule]=600
+                   [integration]=1500 [vllm]=1200 [adversarial]=1500)
+declare -a PASSED=() FAILED=() OVER=()
 stage() {
     local name="$1"; shift
-    say "stage ${name}: $*"
+    local budget="${BUDGET[${name}]:-600}"
+    say "stage ${name} (budget ${budget} s): $*"
     local start=$SECONDS
     if "$@"; then
         PASSED+=("${name}")
@@ -31,6 +39,9 @@ stage() {
     else
         FAILED+=("${name}")
         say "stage ${name} FAILED after $((SECONDS - start)) s"
+    fi
+    if (( SECONDS - start > budget )); then
+        OVER+=("${name} $((SECONDS - start))/${budget} s")
     fi
 }
 
@@ -69,9 +80,15 @@ if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     stage molecule   molecule test --all
     stage integration python -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml "${ARTIFACTS}/integration-junit.xml"
+    stage vllm       python -m pytest -q -p no:cacheprovider tests/vllm \
+        --junitxml "${ARTIFACTS}/vllm-junit.xml"
     stage adversarial python -m pytest -q -p no:cacheprovider tests/adversarial --junitxml "${ARTIFACTS}/adversarial-junit.xml"
 fi
 
 say "stages passed: ${PASSED[*]:-none}; failed: ${FAILED[*]:-none}"
+if (( ${#OVER[@]} )); then
+    say "over budget: $(IFS=,; echo "${OVER[*]}")"
+fi
+say "whole run: ${SECONDS} s"
 echo "stages: ${#PASSED[@]} passed, ${#FAILED[@]} failed"
 [[ ${#FAILED[@]} -eq 0 ]]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import uuid
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.urls import open_url
@@ -81,6 +83,11 @@ class ActionModule(ActionBase):
         finally:
             os.unlink(tmp)
 
+    def _release_lease(self, args, task_vars):
+        """Give the host's lease back when the push stops before the install step."""
+        self._execute_module(module_name="modelops.fleet.model_sync",
+                             module_args=dict(args, step="release"), task_vars=task_vars)
+
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
@@ -102,6 +109,8 @@ class ActionModule(ActionBase):
         args["manifest_content"] = raw.decode("utf-8")
         args["signature_content"] = (sig or b"").decode("utf-8", "replace")
         args.pop("step", None)
+        # This sync's lease on the host, across plan -> push -> install.
+        args["lease"] = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:12])
 
         if source == "push" and not self._task.check_mode:
             src = os.path.expanduser(args.get("src") or "")
@@ -114,16 +123,21 @@ class ActionModule(ActionBase):
                 result["signer"] = signer
                 return result
             pushed = 0
-            for f in plan["files"]:
-                if f["action"] != "transfer":
-                    continue
-                local = os.path.join(src, f["path"])
-                if not os.path.isfile(local) or os.path.getsize(local) != f["size"]:
-                    result.update(failed=True, changed=False,
-                                  msg="%s on the controller is missing or does not have the size the manifest "
-                                      "says (%d bytes): the repository copy is damaged" % (local, f["size"]))
-                    return result
-                pushed += self._push_tail(local, f["offset"], f["tail"])
+            try:
+                for f in plan["files"]:
+                    if f["action"] != "transfer":
+                        continue
+                    local = os.path.join(src, f["path"])
+                    if not os.path.isfile(local) or os.path.getsize(local) != f["size"]:
+                        result.update(failed=True, changed=False,
+                                      msg="%s on the controller is missing or does not have the size the manifest "
+                                          "says (%d bytes): the repository copy is damaged" % (local, f["size"]))
+                        self._release_lease(args, task_vars)
+                        return result
+                    pushed += self._push_tail(local, f["offset"], f["tail"])
+            except Exception:
+                self._release_lease(args, task_vars)
+                raise
             mod = self._execute_module(module_name="modelops.fleet.model_sync",
                                        module_args=dict(args, step="install"), task_vars=task_vars)
             result.update(mod)

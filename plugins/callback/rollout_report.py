@@ -16,7 +16,7 @@ description:
     per run under O(report_dir), named after the start time and the playbook
     (C(20260115T101500Z-upgrade)), plus a C(latest) link (a copy where links cannot be
     made) to the newest run.
-  - C(report.json) - per host the group, policy, wave, from and to version, every step
+  - C(report.json) - per host the group, policy, engine, wave, from and to version, every step
     (baseline, sync, verify, activate, restart, ready, probe, soak, rollback, metrics) with start,
     end and duration, bytes transferred, the probe verdicts with latencies and baseline,
     the rollback and why, and the final state; and a run summary (the C(modelops_rollout)
@@ -58,11 +58,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 
 from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.modelops.fleet.plugins.module_utils._release import atomic_write
 
 STEP_ORDER = ("baseline", "sync", "verify", "activate", "restart", "ready", "probe", "soak", "rollback", "metrics")
 STEP_COLOURS = {
@@ -161,7 +162,7 @@ class Recorder(object):
         h = self.hosts.get(name)
         if h is None:
             h = {"host": name, "group": None, "groups": [], "policy": None, "wave": None,
-                 "model": None, "variant": None, "release": None, "from": None, "to": None,
+                 "model": None, "variant": None, "engine": None, "release": None, "from": None, "to": None,
                  "status": None, "failure": None, "rolled_back": None, "unreachable": False,
                  "steps": [], "probes": [], "bytes_transferred": 0, "bytes_linked": 0,
                  "failed_tasks": [], "facts_seen": False, "_failed_seen": False}
@@ -261,7 +262,7 @@ class Recorder(object):
         ctx = facts.get("model_upgrade_context")
         if isinstance(ctx, dict):
             h["facts_seen"] = True
-            for key in ("group", "policy", "wave", "from", "to", "release", "model", "variant"):
+            for key in ("group", "policy", "wave", "from", "to", "release", "model", "variant", "engine"):
                 if ctx.get(key) not in (None, ""):
                     h[key] = scrub(ctx.get(key))
         if "model_upgrade_status" in facts:
@@ -326,7 +327,8 @@ class Recorder(object):
                 "kind_failures": p.get("kind_failures") or [], "attempts": p.get("attempts"),
                 "passes": p.get("passes"), "latencies_ms": lat, "latency_p50_ms": median(lat),
                 "baseline_p50_ms": bp.get("p50_ms") if isinstance(bp, dict) else None,
-                "errors": p.get("errors") or [], "similarity": p.get("similarity")}))
+                "errors": p.get("errors") or [], "similarity": p.get("similarity"),
+                "latency_verdict": p.get("latency_verdict") if isinstance(p.get("latency_verdict"), dict) else None}))
         h["probes"].append(run)
 
     def stats(self, stats):
@@ -424,7 +426,7 @@ class Recorder(object):
                                     for t in s["tasks"]]})
         out = {
             "host": h["host"], "group": h["group"], "policy": h["policy"], "wave": h["wave"],
-            "model": h["model"], "variant": h["variant"], "release": h["release"],
+            "model": h["model"], "variant": h["variant"], "engine": h["engine"], "release": h["release"],
             "from": h["from"], "to": h["to"], "state": state, "rolled_back": bool(rolled_back),
             "failure": failure, "bytes_transferred": h["bytes_transferred"],
             "bytes_linked": h["bytes_linked"], "steps": steps, "probes": h["probes"],
@@ -659,13 +661,14 @@ def html_page(report):
             out.append('<div class="fail"><b>%s</b> %s <span class="why">%s</span></div>'
                        % (_e(err.get("host")), _e(err.get("task")), _e(_clip(err.get("msg")))))
     out.append('<h2 id="hosts">Hosts</h2><table><thead><tr><th>host</th><th>group</th><th>policy</th>'
-               "<th>wave</th><th>from</th><th>to</th><th>state</th><th>rolled back</th><th>transferred</th>"
-               "<th>duration</th></tr></thead><tbody>")
+               "<th>engine</th><th>wave</th><th>from</th><th>to</th><th>state</th><th>rolled back</th>"
+               "<th>transferred</th><th>duration</th></tr></thead><tbody>")
     for h in hosts:
         out.append('<tr class="host-row" data-host="%s" data-state="%s"><td>%s</td><td>%s</td><td>%s</td>'
-                   "<td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>"
+                   "<td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>"
                    % (_e(h["host"]), _e(h["state"]), _e(h["host"]), _e(h.get("group") or "-"),
-                      _e(h.get("policy") or "-"), _e(h.get("wave") or "-"), _e(h.get("from") or "-"),
+                      _e(h.get("policy") or "-"), _e(h.get("engine") or "-"), _e(h.get("wave") or "-"),
+                      _e(h.get("from") or "-"),
                       _e(h.get("to") or "-"), _state_badge(h["state"]), "yes" if h.get("rolled_back") else "no",
                       _e(_bytes(h["bytes_transferred"])),
                       _e("%.1f s" % h["duration"] if h.get("duration") is not None else "-")))
@@ -714,20 +717,6 @@ def html_page(report):
     return "".join(out)
 
 
-def _atomic_write(path, data):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_reports(report, report_dir, started, playbook):
     """Write report.json, junit.xml and report.html into a new run directory; point
     `latest` at it. Returns the run directory."""
@@ -745,10 +734,10 @@ def write_reports(report, report_dir, started, playbook):
         except FileExistsError:
             n += 1
             run_dir = os.path.join(report_dir, "%s-%d" % (name, n))
-    _atomic_write(os.path.join(run_dir, "report.json"),
-                  (json.dumps(report, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-    _atomic_write(os.path.join(run_dir, "junit.xml"), junit_xml(report))
-    _atomic_write(os.path.join(run_dir, "report.html"), html_page(report).encode("utf-8"))
+    atomic_write(os.path.join(run_dir, "report.json"),
+                 (json.dumps(report, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write(os.path.join(run_dir, "junit.xml"), junit_xml(report))
+    atomic_write(os.path.join(run_dir, "report.html"), html_page(report).encode("utf-8"))
     latest = os.path.join(report_dir, "latest")
     tmp = os.path.join(report_dir, ".latest-%d" % os.getpid())
     try:
@@ -845,7 +834,7 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             return
         for name, h in self.recorder.hosts.items():
-            if h["policy"] is not None and h["model"] is not None:
+            if h["policy"] is not None and h["model"] is not None and h["engine"] is not None:
                 continue
             try:
                 host = inventory.get_host(name)
@@ -855,7 +844,7 @@ class CallbackModule(CallbackBase):
             except Exception:  # pylint: disable=broad-except
                 continue
             for key, var in (("policy", "model_upgrade_policy"), ("model", "model_name"),
-                             ("variant", "model_variant")):
+                             ("variant", "model_variant"), ("engine", "inference_server_engine")):
                 value = hvars.get(var)
                 if h[key] is None and isinstance(value, str) and "{" not in value:
                     h[key] = str(value)

@@ -5,7 +5,7 @@
 
 """Host state under a model root: the upgrade lock, the ledger and the version links.
 
-Standard library only (runs on the target). Layout (design.md section 2):
+Standard library only (runs on the target). Layout:
 
   <root>/<model>/<version>/<variant>/     an installed release (read-only)
   <root>/<model>/current  -> <version>/<variant>   relative symlink: what the engine serves
@@ -23,7 +23,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import socket
 import stat
 import time
@@ -33,13 +32,20 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     ReleaseError,
     atomic_write,
     parse_time,
+    remove_tree,
 )
 
 STATE_DIR = ".modelops"
 LOCK_FILE = "lock"
+LEASE_FILE = "lease.json"
+# A lease whose staging area saw no write for this long was abandoned (its run died).
+LEASE_IDLE = 120
 STATE_FILE = "state.json"
 LEDGER_SCHEMA = 1
 LEDGER_MAX_EVENTS = 1000
+LATENCY_FILE = "latency.json"
+LATENCY_HISTORY_DAYS = 7
+LATENCY_HISTORY_MAX = 500
 LINK_NAMES = ("current", "previous")
 
 
@@ -209,6 +215,75 @@ def lock_holder(model_root):
         os.close(fd)
 
 
+# --------------------------------------------------------------------------- lease
+
+def lease_path(model_root):
+    return os.path.join(model_root, STATE_DIR, LEASE_FILE)
+
+
+def read_lease(model_root):
+    """The lease of the upgrade that is installing a release on this host, or None."""
+    try:
+        with open(lease_path(model_root), "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {"token": None, "broken": True, "epoch": 0}
+    return data if isinstance(data, dict) else {"token": None, "broken": True, "epoch": 0}
+
+
+def lease_activity(model_root, lease):
+    """Epoch of the last sign of life of a lease: its own time, or the newest write in the
+    staging area (the controller pushes into it while it holds the lease)."""
+    last = float(lease.get("epoch") or 0)
+    for dirpath, dirnames, filenames in os.walk(os.path.join(model_root, ".staging")):
+        for name in filenames:
+            try:
+                last = max(last, os.lstat(os.path.join(dirpath, name)).st_mtime)
+            except OSError:
+                pass
+    return last
+
+
+def other_lease(model_root, token, idle=LEASE_IDLE, now=None):
+    """The live lease of another upgrade (a dict, with ``idle_s``), or None when there is
+    none, it is ours, or it was abandoned (no activity for ``idle`` seconds). Call it while
+    holding HostLock."""
+    lease = read_lease(model_root)
+    if lease is None or lease.get("broken") or (token and lease.get("token") == token):
+        return None
+    now = time.time() if now is None else now
+    quiet = now - lease_activity(model_root, lease)
+    if quiet >= idle:
+        return None
+    out = dict(lease)
+    out["idle_s"] = round(max(quiet, 0), 1)
+    return out
+
+
+def take_lease(model_root, token, release, purpose):
+    """Record that the upgrade ``token`` installs ``release`` on this host, across the
+    module calls of one sync (plan, push, install). Call it while holding HostLock."""
+    data = {"token": token, "release": release, "purpose": purpose, "started": utc_iso(), "epoch": time.time()}
+    atomic_write(lease_path(model_root), (json.dumps(data, sort_keys=True) + "\n").encode("utf-8"), mode=0o644)
+
+
+def drop_lease(model_root, token):
+    """Remove the lease if it is ``token``'s. Call it while holding HostLock."""
+    lease = read_lease(model_root)
+    if lease is not None and (lease.get("broken") or lease.get("token") == token):
+        try:
+            os.unlink(lease_path(model_root))
+        except FileNotFoundError:
+            pass
+
+
+def describe_lease(lease):
+    return "another upgrade (%s, since %s, last activity %.0f s ago) is installing %s on this host" % (
+        lease.get("token") or "unknown", lease.get("started") or "?", lease.get("idle_s", 0), lease.get("release") or "?")
+
+
 # --------------------------------------------------------------------------- ledger
 
 class Ledger(object):
@@ -303,6 +378,51 @@ class Ledger(object):
         if not n or n <= 0:
             return []
         return [dict(e) for e in self.events[-n:]]
+
+
+class LatencyHistory(object):
+    """This host's probe latencies of the last days, <root>/.modelops/latency.json, beside
+    the ledger (a file of its own, so that samples never push events out of the ledger):
+    {"schema": 1, "probes": {key: [[epoch, ms], ...]}}, a key per served name, model,
+    probe and request digest. Pruned to LATENCY_HISTORY_DAYS and LATENCY_HISTORY_MAX
+    samples per key on every write; write it only while holding HostLock. An unreadable
+    file reads as empty and is replaced on the next write (it holds observations, not
+    state)."""
+
+    def __init__(self, model_root):
+        self.path = os.path.join(model_root, STATE_DIR, LATENCY_FILE)
+        self.probes = {}
+        try:
+            with open(self.path, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+            if isinstance(data, dict) and data.get("schema") == 1 and isinstance(data.get("probes"), dict):
+                self.probes = data["probes"]
+        except (OSError, ValueError, UnicodeDecodeError):
+            pass
+
+    @staticmethod
+    def key(served, model, probe, digest):
+        return "%s|%s|%s|%s" % (served, model or "", probe, digest or "")
+
+    def samples(self, key, days=LATENCY_HISTORY_DAYS, now=None):
+        since = (now if now is not None else time.time()) - days * 86400
+        return [float(ms) for t, ms in self.probes.get(key, []) if t >= since]
+
+    def add(self, key, latencies, now=None):
+        now = now if now is not None else time.time()
+        since = now - LATENCY_HISTORY_DAYS * 86400
+        for k in list(self.probes):
+            kept = [x for x in self.probes[k] if x[0] >= since]
+            if kept:
+                self.probes[k] = kept
+            else:
+                del self.probes[k]
+        self.probes.setdefault(key, []).extend([round(now, 1), round(float(ms), 1)] for ms in latencies)
+        self.probes[key] = self.probes[key][-LATENCY_HISTORY_MAX:]
+
+    def save(self):
+        atomic_write(self.path, (json.dumps({"schema": 1, "probes": self.probes}, sort_keys=True) + "\n").encode("utf-8"),
+                     mode=0o644)
 
 
 # --------------------------------------------------------------------------- links
@@ -416,18 +536,6 @@ def tree_size(path):
                 files += 1
                 total += st.st_size
     return files, total
-
-
-def remove_tree(path):
-    """rmtree that also removes a read-only release.
-
-    Only directories are made writable (unlinking needs write permission on the directory,
-    not the file): files are often hard-linked into other releases, and a chmod would
-    change those too (and invalidate their hash cache entries).
-    """
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, stat.S_IRWXU)
-    shutil.rmtree(path)
 
 
 def remove_release(model_dir, version, variant):

@@ -20,6 +20,7 @@ import time
 import unicodedata
 
 from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import ApiError
+from ansible_collections.modelops.fleet.plugins.module_utils import _latency
 
 DEFAULTS = {"max_tokens": 64, "temperature": 0.0, "repeat": 1, "min_pass": 1, "retries": 2}
 # Kinds judged per run on the target; probe-level kinds after all runs; controller kinds
@@ -95,6 +96,16 @@ def normalize_suite(suite, latency_factor=1.3, source="suite"):
             if kind == "latency_vs_baseline":
                 arg = dict(arg) if isinstance(arg, dict) else {}
                 arg.setdefault("factor", latency_factor)
+                for key in ("samples", "max_samples", "alpha"):
+                    arg.setdefault(key, _latency.DEFAULTS[key])
+                if not isinstance(arg["samples"], int) or arg["samples"] < _latency.MIN_SAMPLES:
+                    raise SuiteError("%s: assert[%d].latency_vs_baseline: samples must be an integer of at least %d"
+                                     % (where, j, _latency.MIN_SAMPLES))
+                if not isinstance(arg["max_samples"], int) or arg["max_samples"] < arg["samples"]:
+                    raise SuiteError("%s: assert[%d].latency_vs_baseline: max_samples (%s) must be an integer not below "
+                                     "samples (%s)" % (where, j, arg["max_samples"], arg["samples"]))
+                if not 0 < float(arg["alpha"]) < 0.5:
+                    raise SuiteError("%s: assert[%d].latency_vs_baseline: alpha must be between 0 and 0.5" % (where, j))
             if kind == "similarity":
                 arg = dict(arg)
                 arg.setdefault("min", 0.82)
@@ -245,12 +256,9 @@ def check_run(kind, arg, answer, latency_ms):
 
 
 def percentile(values, q):
-    """Nearest-rank percentile (q in 0..100) of a list of numbers, None if empty."""
-    if not values:
-        return None
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, int(-(-q * len(s) // 100)) - 1))
-    return round(s[k], 1)
+    """Nearest-rank percentile (q in 0..100), rounded to 0.1 ms; None if empty."""
+    value = _latency.percentile(values, q)
+    return None if value is None else round(value, 1)
 
 
 def is_transient(err):
@@ -532,17 +540,85 @@ def run_probe(client, served_name, probe, timeout, sleep=time.sleep):
     return {"name": probe["name"], "runs": runs, "transient_errors": transient}
 
 
-def baseline_skips(probe, baseline):
-    """(kind, why) for each assertion of the probe that needs a baseline it does not have."""
+def latency_arg(probe):
+    """The latency_vs_baseline argument of a probe, or None."""
+    for a in probe["assert"]:
+        if "latency_vs_baseline" in a:
+            return a["latency_vs_baseline"]
+    return None
+
+
+def fresh_latencies(probe, baseline):
+    """The old version's latency samples for this probe from a recorded baseline (the
+    same request only); a baseline of an older collection has only its p50."""
+    base = ((baseline or {}).get("probes") or {}).get(probe["name"]) or {}
+    if base.get("request") and base["request"] != request_digest(probe):
+        return []
+    if base.get("latencies_ms"):
+        return [float(v) for v in base["latencies_ms"]]
+    return [float(base["p50_ms"])] if base.get("p50_ms") else []
+
+
+def sample_latencies(client, served_name, probe, timeout, n):
+    """n more requests of the probe for their latency only (errors are left out)."""
+    out = []
+    for dummy in range(n):
+        try:
+            dummy1, latency, dummy2 = client.chat(
+                served_name, probe["messages"], max_tokens=probe["max_tokens"],
+                temperature=probe["temperature"], response_format=probe.get("response_format"),
+                timeout=timeout)
+        except ApiError:
+            continue
+        out.append(round(latency, 1))
+    return out
+
+
+def collect_latency(client, served_name, probe, result, timeout, mode, fresh=None, history=None):
+    """Latency samples of a probe with latency_vs_baseline, and the judge's verdict.
+
+    mode record: take ``samples`` samples (the baseline of the old version). mode compare:
+    take ``samples``, judge against the fresh baseline or the history; while the verdict is
+    inconclusive take ``samples`` more, up to ``max_samples``. No extra request is sent
+    when there is nothing to compare with. Sets result["latency_samples_ms"] and, when
+    judged, result["latency_verdict"]."""
+    arg = latency_arg(probe)
+    samples = [r["latency_ms"] for r in result["runs"] if "answer" in r]
+    if arg is None or not samples:
+        result["latency_samples_ms"] = samples
+        return
+    can_judge = len(fresh or []) >= _latency.MIN_SAMPLES or len(history or []) >= _latency.HISTORY_MIN_SAMPLES
+    if mode == "record" or (mode == "compare" and can_judge):
+        samples += sample_latencies(client, served_name, probe, timeout, arg["samples"] - len(samples))
+    if mode == "compare":
+        verdict = _latency.judge(samples, arg["factor"], arg["alpha"], fresh=fresh, history=history)
+        while verdict["verdict"] == "inconclusive" and len(samples) < arg["max_samples"]:
+            more = sample_latencies(client, served_name, probe, timeout,
+                                    min(arg["samples"], arg["max_samples"] - len(samples)))
+            if not more:
+                break
+            samples += more
+            verdict = _latency.judge(samples, arg["factor"], arg["alpha"], fresh=fresh, history=history)
+        result["latency_verdict"] = verdict
+    result["latency_samples_ms"] = samples
+
+
+def baseline_skips(probe, baseline, result=None):
+    """(kind, why) for each assertion of the probe that needs a baseline it does not have
+    (for latency_vs_baseline: the judge's verdict in the result, when it ran)."""
     skips = []
     for a in probe["assert"]:
         kind = list(a)[0]
         if kind not in BASELINE_KINDS:
             continue
         if kind == "latency_vs_baseline":
-            base = ((baseline or {}).get("probes") or {}).get(probe["name"]) or {}
-            if not base.get("p50_ms"):
-                skips.append((kind, "no baseline latency for this probe"))
+            verdict = (result or {}).get("latency_verdict")
+            if verdict is None:
+                base = ((baseline or {}).get("probes") or {}).get(probe["name"]) or {}
+                if not base.get("p50_ms"):
+                    skips.append((kind, "no baseline latency for this probe"))
+            elif verdict["verdict"] == "none":
+                skips.append((kind, verdict["message"]))
             continue
         answers, why = previous_answers(probe, baseline)
         if answers is None:
@@ -569,7 +645,7 @@ def judge_probe(probe, result, baseline=None, require_baseline=False):
                 kind_failures.append(f)
     probe_level = []
     skipped = []
-    for kind, why in baseline_skips(probe, baseline):
+    for kind, why in baseline_skips(probe, baseline, result):
         if require_baseline:
             probe_level.append("%s: no baseline to compare with (require_baseline): %s" % (kind, why))
         else:
@@ -578,11 +654,14 @@ def judge_probe(probe, result, baseline=None, require_baseline=False):
         kind, arg = list(a.items())[0]
         if kind != "latency_vs_baseline":
             continue
-        base = ((baseline or {}).get("probes") or {}).get(probe["name"]) or {}
-        mine = percentile(latencies, 50)
-        if base.get("p50_ms") and mine is not None and mine > base["p50_ms"] * float(arg["factor"]):
-            probe_level.append("latency_vs_baseline: p50 %.0f ms > %.2f x baseline p50 %.0f ms"
-                               % (mine, float(arg["factor"]), base["p50_ms"]))
+        verdict = result.get("latency_verdict")
+        if verdict and verdict["verdict"] == "fail":
+            probe_level.append(verdict["message"])
+        elif verdict and verdict["verdict"] == "inconclusive":
+            # Never a silent pass: the rollout holds and says what was measured.
+            probe_level.append("%s; held after %d samples (max_samples %d): the latency could not be judged, "
+                               "run again when the host is quieter or raise max_samples"
+                               % (verdict["message"], verdict["n_new"], arg["max_samples"]))
     kind_failures.extend(probe_level)
     passed = passes >= probe["min_pass"] and not probe_level
     if passed:
@@ -602,6 +681,9 @@ def judge_probe(probe, result, baseline=None, require_baseline=False):
             reason += "; %d run(s) got no answer: %s" % (len(errors), errors[-1]["error"])
     if skipped:
         reason += " (%s)" % "; ".join(skipped)
+    verdict = result.get("latency_verdict")
+    if passed and verdict and verdict["verdict"] == "pass":
+        reason += " (%s)" % verdict["message"]
     for key in ("similarity", "similarity_to_previous", "keyword_coverage"):
         values = [x for r in answered for x in r.get(key, [])]
         if values:
@@ -648,9 +730,9 @@ def baseline_from(results, latency, suite_name, probes=None):
             answers = [run["answer"][:BASELINE_ANSWER_CHARS] for run in r["runs"] if "answer" in run]
         else:
             answers = r["answers"]
-        entry = {"p50_ms": percentile(r["latencies_ms"], 50),
-                 "p90_ms": percentile(r["latencies_ms"], 90),
-                 "answers": answers}
+        lat = r.get("latency_samples_ms") or r["latencies_ms"]
+        entry = {"p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90),
+                 "latencies_ms": lat, "answers": answers}
         if r["name"] in digests:
             entry["request"] = digests[r["name"]]
         out[r["name"]] = entry

@@ -16,8 +16,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
+import unicodedata
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.asc"
@@ -70,7 +72,7 @@ def parse_release_name(name, default_variant="fp16"):
 
 
 def validate_model_name(model):
-    if not model or not all(_MODEL_TOKEN.match(t) for t in model.split("-")):
+    if not isinstance(model, str) or not model or not all(_MODEL_TOKEN.match(t) for t in model.split("-")):
         raise ReleaseError(
             "model name %r: use lower-case letters, digits and '.', separated by '-' "
             "(e.g. qwen3-4b-instruct)" % (model,))
@@ -96,14 +98,41 @@ def validate_variant(variant, name=None):
     return variant
 
 
+# Which variants each engine can serve: llama.cpp loads GGUF files, vLLM loads HF-format
+# directories (safetensors: fp16, bf16, awq-*, gptq-*...), not GGUF.
+ENGINES = {
+    "llamacpp": "llama.cpp serves gguf-* variants",
+    "vllm": "vLLM serves safetensors variants (fp16, bf16, awq-*, gptq-*), not GGUF",
+}
+
+
+def engine_variant_mismatch(engine, variant):
+    """'' when engine can serve variant, otherwise why not (for an error message)."""
+    if engine not in ENGINES:
+        return "unknown engine %r: use one of %s" % (engine, ", ".join(sorted(ENGINES)))
+    is_gguf = str(variant).startswith("gguf-")
+    if (engine == "llamacpp") == is_gguf:
+        return ""
+    return ENGINES[engine]
+
+
 def release_name(model, version, variant):
     return "%s-%s-%s" % (model, version, variant)
 
 
 # --------------------------------------------------------------------------- paths
 
+# The path policy of manifest entries, the same at publish (build_manifest), on the
+# controller (model_release_info, model_verify) and on the host (model_sync), written
+# down in docs/manifest.md of the collection.
+MAX_PATH_BYTES = 1024
+MAX_COMPONENT_BYTES = 255
+
+
 def check_relpath(path):
-    """A manifest file path: relative, normalised, no '..', no backslashes."""
+    """A manifest file path: a relative, normalised (NFC) UTF-8 path of '/'-separated
+    components, none empty, '.' or '..'; no backslash, no control or format character; at
+    most MAX_COMPONENT_BYTES per component and MAX_PATH_BYTES in all (UTF-8)."""
     if not isinstance(path, str) or not path:
         raise ReleaseError("manifest file entry has an empty or non-string path: %r" % (path,))
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
@@ -111,16 +140,52 @@ def check_relpath(path):
                            "the release directory are allowed" % path)
     if "\\" in path or "\x00" in path:
         raise ReleaseError("manifest file %r contains a backslash or NUL byte" % path)
+    bad = [c for c in path if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+    if bad:
+        raise ReleaseError("manifest file %r contains a control or invisible character (%s); "
+                           "rename the file" % (path, ", ".join("U+%04X" % ord(c) for c in bad[:3])))
     parts = path.split("/")
     if ".." in parts:
         raise ReleaseError("manifest file %r escapes the release directory ('..'); refusing"
                            % path)
     if any(p in ("", ".") for p in parts):
         raise ReleaseError("manifest file %r is not a normalised relative path" % path)
+    if unicodedata.normalize("NFC", path) != path:
+        raise ReleaseError("manifest file %r is not in Unicode normal form NFC; rename the file to "
+                           "its NFC form (%r)" % (path, unicodedata.normalize("NFC", path)))
+    encoded = path.encode("utf-8")
+    if len(encoded) > MAX_PATH_BYTES or any(len(p.encode("utf-8")) > MAX_COMPONENT_BYTES for p in parts):
+        raise ReleaseError("manifest file %r is too long (at most %d bytes in all and %d per "
+                           "component, UTF-8)" % (path[:80] + "...", MAX_PATH_BYTES, MAX_COMPONENT_BYTES))
     if path in (MANIFEST, SIGNATURE):
         raise ReleaseError("manifest file %r: the manifest and its signature are not listed "
                            "in the manifest" % path)
     return path
+
+
+def path_collision_key(path):
+    """Two paths with the same key would be the same file on a case-insensitive or
+    normalising filesystem."""
+    return unicodedata.normalize("NFKC", path).casefold()
+
+
+def check_paths_distinct(paths, source="manifest.json"):
+    """No two entries that collide after normalisation, and no entry that is both a file
+    and a directory of another entry."""
+    seen = {}
+    for path in paths:
+        key = path_collision_key(path)
+        if key in seen:
+            raise ReleaseError("%s: files %r and %r collide (the same name after Unicode and case "
+                               "normalisation): rename one" % (source, seen[key], path))
+        seen[key] = path
+    for key, path in seen.items():
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in seen:
+                raise ReleaseError("%s: %r is listed as a file and is also the directory of %r"
+                                   % (source, seen[prefix], path))
 
 
 def scan_tree(root):
@@ -219,6 +284,18 @@ class HashCache(object):
         atomic_write(self.path, json.dumps({"version": self.VERSION, "entries": self.entries},
                                            sort_keys=True).encode("utf-8"), mode=0o600)
         self.dirty = False
+
+
+def remove_tree(path):
+    """rmtree that also removes a read-only release.
+
+    Only directories are made writable (unlinking needs write permission on the directory,
+    not the file): files are often hard-linked into other releases, and a chmod would
+    change those too (and invalidate their hash cache entries).
+    """
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chmod(dirpath, stat.S_IRWXU)
+    shutil.rmtree(path)
 
 
 def atomic_write(path, data, mode=0o644):
@@ -325,6 +402,7 @@ def validate_manifest(data, source="manifest.json"):
         if not isinstance(entry.get("sha256"), str) or not _HEX64.match(entry["sha256"]):
             raise ReleaseError("%s: file %r has no valid sha256 (64 lower-case hex digits)"
                                % (source, path))
+    check_paths_distinct([f["path"] for f in files], source)
     return data
 
 

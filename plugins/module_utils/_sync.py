@@ -19,11 +19,11 @@ Private to the collection.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import os
-import shutil
 import socket
 import stat
 import time
@@ -40,6 +40,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     atomic_write,
     default_cache_path,
     release_name,
+    remove_tree,
     sha256_file,
     verify_tree,
 )
@@ -63,6 +64,26 @@ def free_bytes(path):
         path = os.path.dirname(path)
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
+
+
+def mount_point(path):
+    """The mount point of the filesystem that holds path."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def disk_full_message(path, rel, release, done, size):
+    """What ENOSPC while writing rel of release means for the user: which filesystem is
+    full, how much more this file needs, how much is free."""
+    return ("no space left on the filesystem mounted at %s (holding %s) while writing %s of %s: %d of %d "
+            "bytes written, %d MiB more needed for this file, %d MiB free (No space left on device). Free "
+            "space there (e.g. lower model_upgrade_keep_versions) and run again: the partial file is kept and "
+            "resumed next run"
+            % (mount_point(path), path, rel, release, done, size, max(size - done, 0) >> 20, free_bytes(path) >> 20))
 
 
 def _hash_prefix(path, limit=None):
@@ -143,11 +164,33 @@ class Installer(object):
             self.cache.put(os.path.abspath(p), st, digest)
         return digest == self.files[rel]["sha256"]
 
+    def check_staging(self):
+        """Refuse a symlink on the way to or inside the staging directory before anything
+        is written there: a file written through it would land outside the model root."""
+        path = self.root
+        for part in os.path.relpath(self.staging, self.root).split(os.sep):
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                self._planted(path)
+            if not os.path.lexists(path):
+                return
+        for dirpath, dirnames, filenames in os.walk(self.staging):
+            for name in dirnames + filenames:
+                if os.path.islink(os.path.join(dirpath, name)):
+                    self._planted(os.path.join(dirpath, name))
+
+    def _planted(self, path):
+        raise SyncError(
+            "%s is a symlink (-> %s); releases must not contain symlinks and the staging area is "
+            "this collection's own: nothing was written; remove %s and run again"
+            % (path, os.readlink(path), os.path.join(self.root, ".staging")))
+
     def plan(self):
         """What each file needs: present (staged), link (from a retained release), or
         transfer from an offset (resume)."""
         if self.installed():
             return {"installed": True, "files": [], "bytes_to_transfer": 0}
+        self.check_staging()
         known = self.known_hashes()
         items = []
         for rel in sorted(self.files):
@@ -176,7 +219,7 @@ class Installer(object):
         if free < need:
             raise SyncError(
                 "not enough disk space on %s for %s: need %d MiB (%d MiB to transfer + %d MiB "
-                "margin), %d MiB free. Free space (e.g. lower model_keep_versions) and run again"
+                "margin), %d MiB free. Free space (e.g. lower model_upgrade_keep_versions) and run again"
                 % (self.root, self.name, need >> 20, plan["bytes_to_transfer"] >> 20,
                    self.space_margin >> 20, free >> 20))
 
@@ -314,6 +357,8 @@ class Installer(object):
                 except (socket.timeout, OSError) as e:
                     if isinstance(e, SyncError):
                         raise
+                    if getattr(e, "errno", None) == errno.ENOSPC:
+                        raise SyncError(disk_full_message(part, rel, self.name, have + written, entry["size"]))
                     raise SyncError("download of %s stalled or failed after %d bytes: %s (the partial "
                                     "file is kept and resumed next run)" % (url, have + written, e))
                 finally:
@@ -347,7 +392,15 @@ class Installer(object):
         atomic_write(os.path.join(self.staging, MANIFEST), self.raw)
         if self.sig:
             atomic_write(os.path.join(self.staging, SIGNATURE), self.sig)
-        verify_tree(self.staging, self.manifest, cache=self.cache)
+        try:
+            verify_tree(self.staging, self.manifest, cache=self.cache)
+        except ReleaseError as e:
+            # The staging area is this collection's scratch space: what does not match the
+            # manifest (a planted or stray file) is not kept, so the next run starts clean
+            # instead of failing the same way until someone deletes it.
+            self.discard_staging()
+            raise SyncError("%s; the staging area %s was discarded, the next run downloads the release "
+                            "again" % (e, self.staging))
         for dirpath, dirnames, filenames in os.walk(self.staging):
             for name in filenames:
                 p = os.path.join(dirpath, name)
@@ -380,10 +433,3 @@ class Installer(object):
     def discard_staging(self):
         if os.path.isdir(self.staging):
             remove_tree(self.staging)
-
-
-def remove_tree(path):
-    """rmtree that also removes read-only installed releases."""
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, stat.S_IRWXU)
-    shutil.rmtree(path)

@@ -17,7 +17,15 @@ description:
     while the model loads), that C(/v1/models) lists O(served_name), and that one short
     real chat completion succeeds.
   - If O(unit) is given and the systemd unit stops or fails while waiting, the module
-    fails at once and includes the unit's last journal lines in the message.
+    fails at once and includes the unit's last journal lines in the message, led by the
+    engine's own error lines (such as vLLM's C(SafetensorError) from a worker process),
+    which a long traceback would otherwise push out of the last lines.
+  - With O(serves), the engine must also really serve what that link points to now. The
+    working directory of the unit's main process (systemd enters the unit's
+    C(WorkingDirectory=<model_root>/<model>/current) when the engine starts) must be the
+    link's target. An engine left running on the old version after C(current) moved still
+    answers, and its C(/props) or C(/v1/models) name the C(current) link, so this is the
+    check that tells.
   - Uses only the Python standard library on the target.
 author:
   - modelops.fleet developers (@modelops)
@@ -73,6 +81,12 @@ options:
         (a crash loop under C(Restart=on-failure)) instead of waiting for O(timeout).
     type: int
     default: 2
+  serves:
+    description:
+      - The model's C(current) link (or a release directory) the engine must have been
+        started from. Fails, naming both, when the engine's working directory is another
+        release. Requires O(unit); reading another process's working directory needs root.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -88,6 +102,12 @@ EXAMPLES = r"""
     served_name: qwen3-4b-instruct
     api_key: "{{ vault_vllm_api_key }}"
     timeout: 900
+
+- name: Wait, and check the engine was started from what current points to now
+  modelops.fleet.inference_ready:
+    served_name: qwen3-4b-instruct
+    unit: modelops-inference.service
+    serves: /srv/models/qwen3-4b-instruct/current
 """
 
 RETURN = r"""
@@ -117,13 +137,24 @@ latency_ms:
   returned: when O(completion=true) and the engine became ready
   type: float
   sample: 312.5
+served_dir:
+  description: The release directory the engine's process was started in.
+  returned: when O(serves) is set and the engine became ready
+  type: str
+  sample: /srv/models/qwen3-4b-instruct/2507/gguf-q4_k_m
 """
 
+import re
 import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import (
+    AttestError,
+    attest_unit,
+    unit_number,
+)
 from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import (
     ApiError,
     OpenAIClient,
@@ -132,6 +163,29 @@ from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import 
 
 class EngineNotReady(Exception):
     pass
+
+
+# "SomeError: what went wrong", bare or behind a logger prefix such as vLLM's
+# "(Worker pid=870) ERROR 12-02 01:13:39 [multiproc_executor.py:953] ".
+_ERROR_LINE = re.compile(r"(?:^|\] |^\S+ )((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+# Wrappers that only point at the real error ("See root cause above").
+_WRAPPER = re.compile(r"root cause|see (the )?(stack trace|above)", re.I)
+# How far back to look for the engine's own error lines.
+_ERROR_SCAN_LINES = 400
+
+
+def engine_errors(journal, limit=3):
+    """The distinct error lines of a journal excerpt that name the cause, newest last."""
+    found = []
+    for line in journal.splitlines():
+        m = _ERROR_LINE.search(line.strip())
+        if not m or _WRAPPER.search(m.group(2)):
+            continue
+        text = "%s: %s" % (m.group(1), m.group(2).strip())
+        if text in found:
+            found.remove(text)
+        found.append(text)
+    return found[-limit:]
 
 
 class ReadinessWaiter(object):
@@ -151,29 +205,25 @@ class ReadinessWaiter(object):
 
     def restarts(self):
         """How often systemd restarted the unit (Restart=on-failure) so far."""
-        if not self.unit:
-            return 0
-        proc = subprocess.run(["systemctl", "show", "-p", "NRestarts", "--value", self.unit],
-                              check=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-        try:
-            return int(proc.stdout.strip() or 0)
-        except ValueError:
-            return 0
+        return unit_number(self.unit, "NRestarts") if self.unit else 0
 
-    def journal(self):
+    def journal(self, lines):
         if not self.unit:
             return ""
         proc = subprocess.run(
-            ["journalctl", "-u", self.unit, "-n", str(self.module.params["journal_lines"]),
-             "--no-pager", "-o", "cat"],
+            ["journalctl", "-u", self.unit, "-n", str(lines), "--no-pager", "-o", "cat"],
             check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         return proc.stdout.strip()
 
     def fail_with_journal(self, msg):
-        journal = self.journal()
-        if journal:
-            msg = "%s\nLast journal lines of %s:\n%s" % (msg, self.unit, journal)
+        n = self.module.params["journal_lines"]
+        journal = self.journal(max(n, _ERROR_SCAN_LINES))
+        errors = engine_errors(journal)
+        if errors:
+            msg = "%s\nEngine error: %s" % (msg, " | ".join(errors))
+        tail = "\n".join(journal.splitlines()[-n:]) if n > 0 else ""
+        if tail:
+            msg = "%s\nLast journal lines of %s:\n%s" % (msg, self.unit, tail)
         raise EngineNotReady(msg)
 
     def wait(self):
@@ -229,6 +279,11 @@ class ReadinessWaiter(object):
             self.fail_with_journal(
                 "engine at %s did not become ready serving %r within %ds; last: %s"
                 % (p["url"], self.served_name, p["timeout"], last))
+        if p["serves"]:
+            try:
+                result["served_dir"] = attest_unit(self.unit, p["serves"])["served_dir"]
+            except AttestError as e:
+                raise EngineNotReady(str(e))
         return result
 
 
@@ -245,7 +300,9 @@ def main():
             unit=dict(type="str"),
             journal_lines=dict(type="int", default=20),
             max_restarts=dict(type="int", default=2),
+            serves=dict(type="path"),
         ),
+        required_by={"serves": "unit"},
         supports_check_mode=True,
     )
     try:

@@ -395,7 +395,6 @@ def main():
             lock_timeout=dict(type="int", default=60),
             reason=dict(type="str"),
         ),
-        required_one_of=[("version", "rollback")],
         required_together=[("version", "variant")],
         mutually_exclusive=[("rollback", "version")],
         supports_check_mode=True,

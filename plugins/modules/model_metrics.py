@@ -80,6 +80,13 @@ options:
     description: File mode of the metrics file.
     type: raw
     default: "0644"
+  fail_on_error:
+    description:
+      - With V(false), a metrics file that cannot be written (or a ledger that cannot be read)
+        does not fail the task; the task warns with the reason and returns C(written=false).
+      - The roles use V(false), so that reporting never fails or rolls back an upgrade.
+    type: bool
+    default: true
 seealso:
   - module: modelops.fleet.model_info
   - module: modelops.fleet.model_probe
@@ -106,9 +113,13 @@ path:
   returned: always
   type: str
   sample: /var/lib/node_exporter/textfile_collector/modelops_fleet.prom
+written:
+  description: Whether the file now holds these metrics (false in check mode, or when it could not be written with O(fail_on_error=false)).
+  returned: always
+  type: bool
 content:
   description: The metrics written (or, in check mode, that would be written).
-  returned: always
+  returned: success
   type: str
   sample: |
     # HELP modelops_model_info The model version a host serves (current link).
@@ -128,7 +139,6 @@ models:
 
 import os
 import re
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -141,6 +151,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     read_link,
     release_rel,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._release import atomic_write
 
 
 class MetricsError(Exception):
@@ -359,23 +370,9 @@ class Metrics(object):
         return result
 
     def write(self, path, content):
-        directory = os.path.dirname(path) or "."
         try:
-            if not os.path.isdir(directory):
-                os.makedirs(directory, 0o755)
-            fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+            atomic_write(path, content.encode("utf-8"), mode=0o644)
         except OSError as e:
-            raise MetricsError("cannot write the metrics file %s: %s" % (path, e))
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(content)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except OSError as e:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
             raise MetricsError("cannot write the metrics file %s: %s" % (path, e))
 
 
@@ -389,6 +386,7 @@ def main():
             time=dict(type="str"),
             probe=dict(type="dict"),
             mode=dict(type="raw", default="0644"),
+            fail_on_error=dict(type="bool", default=True),
         ),
         required_by=dict(probe="model_name", result="model_name", time="model_name"),
         supports_check_mode=True,
@@ -396,7 +394,11 @@ def main():
     try:
         result = Metrics(module).run()
     except (MetricsError, HostStateError) as e:
-        module.fail_json(msg=str(e))
+        if module.params["fail_on_error"]:
+            module.fail_json(msg=str(e))
+        module.warn("metrics not written: %s" % e)
+        module.exit_json(changed=False, written=False, path=module.params["path"], msg=str(e))
+    result["written"] = not module.check_mode
     module.exit_json(**result)
 
 

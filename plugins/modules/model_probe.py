@@ -25,6 +25,14 @@ description:
     C(similar_to_previous) assertions judge this version against the baseline recorded on
     the old version (same prompts); without a usable baseline they are skipped, and the
     probe's C(skipped) and C(reason) say so (or they fail with O(require_baseline=true)).
+  - C(latency_vs_baseline) is judged statistically (see C(docs/probes.md)) with several latency
+    samples per side (C(samples), default 5), the median against the factor, a one-sided
+    Mann-Whitney test against the old version's samples (or a sign test against the P90 of
+    this host's last 7 days when there is no recorded baseline), outliers set aside, and
+    three verdicts. An inconclusive verdict takes more samples up to C(max_samples)
+    (default 15), then fails the probe with what was measured.
+  - Latency samples of probes that passed are kept in C(.modelops/latency.json) under
+    O(model_root) for 7 days; they are observations, so the result stays unchanged.
 author:
   - modelops.fleet developers (@modelops)
 attributes:
@@ -145,7 +153,9 @@ probes:
       (requests that got no answer), C(transient_errors) (retried errors), C(similarity)
       (scores, when the probe has a similarity assertion), C(similarity_to_previous) and
       C(keyword_coverage) (per answer, when judged against the baseline), C(skipped)
-      (assertions not judged for lack of a baseline, each with the reason) and C(reason).
+      (assertions not judged for lack of a baseline, each with the reason), C(reason),
+      C(latency_samples_ms) and C(latency_verdict) (the latency judge, with C(verdict) pass, fail,
+      inconclusive or none, C(source) fresh or history, medians, bound, p-value, message).
   returned: always
   type: list
   elements: dict
@@ -176,6 +186,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     HostLock,
     HostStateError,
+    LatencyHistory,
     Ledger,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import (
@@ -186,9 +197,12 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
     SuiteError,
     apply_previous,
     baseline_from,
+    collect_latency,
     failure_message,
+    fresh_latencies,
     normalize_suite,
     public,
+    request_digest,
     run_probe,
     skipped_summary,
     summarize,
@@ -225,6 +239,22 @@ def last_baseline(model_root, served_name, model_name, suite_name):
     return found[0] if found else None
 
 
+def record_history(module, history, p, probes, results):
+    """Add this run's latency samples to the host's history (observations, not a change:
+    the result stays unchanged). A held lock or a write error only warns."""
+    for probe, r in zip(probes, results):
+        # Only the samples of probes that passed: a slow release that failed its gate must
+        # not raise the bound the next one is judged by.
+        if r.get("latency_samples_ms") and r.get("passed"):
+            history.add(LatencyHistory.key(p["served_name"], p["model_name"], probe["name"], request_digest(probe)),
+                        r["latency_samples_ms"])
+    try:
+        with HostLock(p["model_root"], timeout=10, purpose="model_probe latency history"):
+            history.save()
+    except (HostStateError, OSError) as e:
+        module.warn("the latency samples were not added to %s: %s" % (history.path, e))
+
+
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
@@ -245,6 +275,9 @@ def main():
         except HostStateError as e:
             module.fail_json(msg=str(e))
 
+    # This host's latencies of the last days: the judge's baseline when there is no fresh
+    # one, and added to as probes run.
+    history = LatencyHistory(p["model_root"])
     client = OpenAIClient(p["url"], api_key=p["api_key"], timeout=p["timeout"])
     listed_problem = None
     try:
@@ -263,6 +296,9 @@ def main():
         else:
             results.append(run_probe(client, p["served_name"], probe, p["timeout"]))
             apply_previous(probe, results[-1], baseline)
+            key = LatencyHistory.key(p["served_name"], p["model_name"], probe["name"], request_digest(probe))
+            collect_latency(client, p["served_name"], probe, results[-1], p["timeout"], p["baseline"],
+                            fresh=fresh_latencies(probe, baseline), history=history.samples(key))
     require = p["require_baseline"] and p["baseline"] == "compare"
     passed, results, latency = summarize(suite["probes"], results, baseline, require)
 
@@ -285,6 +321,8 @@ def main():
             except HostStateError as e:
                 module.fail_json(msg="cannot record the baseline: %s" % e, **out)
             out["changed"] = True
+    if not module.check_mode and not listed_problem:
+        record_history(module, history, p, suite["probes"], results)
     if not passed and p["fail_on_failure"]:
         module.fail_json(msg=failure_message(results, p["url"]), **out)
     module.exit_json(**out)

@@ -91,11 +91,23 @@ options:
     description: Seconds to wait for another upgrade of the same host to release the host lock.
     type: int
     default: 60
+  lease_timeout:
+    description:
+      - Seconds to wait while another upgrade of the same host is installing a release there
+        (its lease is live while its staging area is being written; a lease without a write
+        for 120 seconds was abandoned and is taken over). The run that waited then finds the
+        release installed, or installs it; after O(lease_timeout) it fails naming the other
+        upgrade.
+    type: int
+    default: 1800
   step:
-    description: Internal. C(plan) or C(install); set by the action plugin.
+    description: Internal. C(plan), C(install) or C(release); set by the action plugin.
     type: str
-    choices: [plan, install]
+    choices: [plan, install, release]
     default: install
+  lease:
+    description: Internal. The token of this sync's lease on the host; set by the action plugin.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -152,6 +164,11 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     HostLock,
     HostStateError,
     Ledger,
+    LockError,
+    describe_lease,
+    drop_lease,
+    other_lease,
+    take_lease,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._release import ReleaseError
 from ansible_collections.modelops.fleet.plugins.module_utils._sync import (
@@ -185,6 +202,10 @@ class SyncManager(object):
     def run(self):
         p = self.module.params
         inst = self.installer
+        if p["step"] == "release":
+            with HostLock(p["model_root"], timeout=p["lock_timeout"], purpose="model_sync %s" % inst.name):
+                drop_lease(p["model_root"], p["lease"])
+            return dict(changed=False, release=inst.name, released=True)
         plan = inst.plan()
         if plan["installed"]:
             return self.result(plan, False)
@@ -197,12 +218,35 @@ class SyncManager(object):
             if not existed:
                 inst.discard_staging()
             raise
-        with HostLock(p["model_root"], timeout=p["lock_timeout"], purpose="model_sync %s" % inst.name):
-            # Another run may have installed the release while this one waited for the lock.
-            plan = inst.plan()
-            if plan["installed"]:
-                return self.result(plan, False)
-            return self.stage(plan)
+        # One upgrade at a time per host across plan -> push -> install: the host lock is
+        # held per module call, the lease across the calls of one sync. Another upgrade's
+        # live lease (its staging area still being written) is waited for.
+        token = p["lease"]
+        deadline = time.monotonic() + max(p["lease_timeout"], 0)
+        while True:
+            with HostLock(p["model_root"], timeout=p["lock_timeout"], purpose="model_sync %s" % inst.name):
+                # Another run may have installed the release while this one waited.
+                plan = inst.plan()
+                if plan["installed"]:
+                    drop_lease(p["model_root"], token)
+                    return self.result(plan, False)
+                other = other_lease(p["model_root"], token)
+                if other is None:
+                    if p["step"] == "plan":
+                        take_lease(p["model_root"], token, inst.name, "model_sync %s" % inst.name)
+                        try:
+                            return self.stage(plan)
+                        except BaseException:
+                            drop_lease(p["model_root"], token)
+                            raise
+                    try:
+                        return self.stage(plan)
+                    finally:
+                        drop_lease(p["model_root"], token)
+            if time.monotonic() >= deadline:
+                raise LockError("%s; waited %d s for it (lease_timeout). Let it finish and run again"
+                                % (describe_lease(other), p["lease_timeout"]))
+            time.sleep(2)
 
     def stage(self, plan):
         p = self.module.params
@@ -255,8 +299,10 @@ def main():
             validate_certs=dict(type="bool", default=True),
             manifest_content=dict(type="str"),
             signature_content=dict(type="str"),
-            step=dict(type="str", choices=["plan", "install"], default="install"),
+            step=dict(type="str", choices=["plan", "install", "release"], default="install"),
+            lease=dict(type="str"),
             lock_timeout=dict(type="int", default=60),
+            lease_timeout=dict(type="int", default=1800),
         ),
         required_if=[("source", "mirror", ("url",))],
         supports_check_mode=True,

@@ -17,7 +17,6 @@ version) and writes it to $MODELOPS_TEST_ARTIFACTS/adversarial.md.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -49,20 +48,10 @@ HOSTS = ["gpu-01", "gpu-02", "edge-01"]
 MODEL_DIR = "/srv/models/%s" % MODEL
 
 
-def _load_integration_conftest():
-    """The integration suite's helpers (Ansible runner, fleet.py wrapper, recap parser),
-    imported by path under a name of their own."""
-    path = os.path.join(REPO, "tests", "integration", "conftest.py")
-    spec = importlib.util.spec_from_file_location("modelops_integration_conftest", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    # Ansible.run puts OpenSSH masters under <state>/<FLEET_NAME>/cp: ours, not "test"'s.
-    mod.FLEET_NAME = FLEET_NAME
-    return mod
-
-
-itc = _load_integration_conftest()
 sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
+from suites import load_integration_conftest  # noqa: E402  pylint: disable=wrong-import-position
+
+itc = load_integration_conftest("modelops_integration_conftest", FLEET_NAME)
 recap = itc.recap
 
 
@@ -105,11 +94,7 @@ def pytest_runtest_makereport(item, call):
     c = getattr(item, "adv_case", None)
     if c is None or rep.when != "call" and not (rep.when == "setup" and rep.failed):
         return
-    if hasattr(rep, "wasxfail"):
-        c.outcome = "xfail"
-        if c.observed is None:
-            c.observed = "expected failure: %s" % rep.wasxfail
-    elif rep.failed:
+    if rep.failed:
         c.outcome = "FAILED"
         msg = str(rep.longrepr.reprcrash.message) if hasattr(rep.longrepr, "reprcrash") else str(rep.longrepr)
         c.observed = (c.observed + "; " if c.observed else "") + "TEST FAILED: " + msg.splitlines()[0][:300]

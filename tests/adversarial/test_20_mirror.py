@@ -129,27 +129,28 @@ def test_stalling_mirror(world, case, honest_mirror, host_repo):
         cleanup_staging(world)
 
 
-@pytest.mark.case("mirror drip-feeds (slow retrieval)", "model_sync sync_timeout ends it; partial file kept")
-def test_drip_feed_is_bounded_by_sync_timeout(world, case, host_repo):
-    # Never idle long enough for the socket timeout: only an overall deadline ends it.
-    # upgrade.yml has no variable for model_sync's sync_timeout, so this case drives the
-    # module directly (see docs/adversarial.md).
+@pytest.mark.case("mirror drip-feeds (slow retrieval)",
+                  "upgrade.yml's model_sync_timeout ends it; partial file kept; nothing switched")
+def test_drip_feed_is_bounded_by_sync_timeout(world, case, honest_mirror, host_repo):
+    # Never idle long enough for the socket timeout: only an overall deadline ends it, set
+    # through upgrade.yml (model_sync_timeout), as a user would.
     start_host_mirror(world, "drip")
-    args = {"src": world.release_dir("2601"), "source": "mirror", "url": "%s/%s/2601/%s" % (URL, MODEL, VARIANT),
-            "model_root": "/srv/models", "keyring": [world.keys.publisher.public],
-            "trusted_fingerprints": [world.keys.publisher.fingerprint], "catalog": "",
-            "timeout": 10, "sync_timeout": 20}
+    args = world.upgrade_args("2601", catalog=world.case_catalog("drip"), target="edge_devices",
+                              extra={"model_sync_source": "mirror", "model_mirror_url": URL,
+                                     "model_sync_timeout": 20})
     try:
         t0 = time.time()
-        proc = world.ansible.adhoc(HOST, "-m", "modelops.fleet.model_sync", "-a", json.dumps(args), "-o", check=False)
+        run = world.ansible.playbook(*args, check=False)
         took = time.time() - t0
-        out = flat(proc.stdout)
-        m = re.search(r"download of \S+ took longer than the sync timeout[^\"]*", out)
-        case.observed = "module failed in %.0f s: %s" % (took, m.group(0) if m else out[-200:])
-        assert proc.returncode != 0 and m, proc.stdout[-3000:]
-        assert took < 120
+        out = flat(run.stdout)
+        m = re.search(r"download of \S+ took longer than the sync timeout[^\"]*?resumed next run", out)
+        case.observed = "run failed in %.0f s: %s" % (took, m.group(0) if m else out[-200:])
+        assert run.returncode != 0 and m, run.stdout[-4000:]
+        assert "nothing was switched: the host still serves 2412/%s" % VARIANT in out, out[-3000:]
+        assert took < 300
         part = [s for s, p in staging_sizes(world) if p.endswith(GGUF + ".part")]
         assert part and 0 < part[0] < os.path.getsize(os.path.join(world.release_dir("2601"), GGUF))
+        assert world.currents()[HOST] == "2412/%s" % VARIANT
         world.serving(case)
     finally:
         cleanup_staging(world)

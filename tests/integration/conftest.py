@@ -6,7 +6,9 @@
 
 The session brings up a copy of inventories/demo (fleet name "test", every port shifted by
 PORT_OFFSET so it can run beside the demo fleet) and tears it down at the end, also when
-tests fail.
+tests fail. The overlay tests/integration/inventory makes every host of this copy a
+llama.cpp host on the GGUF variant (the suite publishes GGUF releases to the whole fleet);
+vLLM hosts are tested in tests/vllm on a fleet of their own.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLEET = os.path.join(REPO, "tests", "fleet", "fleet.py")
 DEMO_INVENTORY = os.path.join(REPO, "inventories", "demo")
+LLAMACPP_OVERLAY = os.path.join(REPO, "tests", "integration", "inventory")
+INVENTORIES = [DEMO_INVENTORY, LLAMACPP_OVERLAY]
 # MODELOPS_TEST_FLEET / MODELOPS_TEST_PORT_OFFSET let a second suite run beside this one.
 PORT_OFFSET = int(os.environ.get("MODELOPS_TEST_PORT_OFFSET", "1000"))
 FLEET_NAME = os.environ.get("MODELOPS_TEST_FLEET", "test")
@@ -33,6 +37,27 @@ def fleet(*args, check=True):
     if check and proc.returncode != 0:
         raise AssertionError("fleet.py %s failed: %s" % (" ".join(args), proc.stderr))
     return proc
+
+
+FAILURE_MARKS = ("fatal:", "failed:", "FAILED!", "ERROR!", "[ERROR]")
+
+
+def failure_excerpt(output, tail=4000, per_line=1500):
+    """What a failed run's assertion shows: every line that reports a failure (with the task
+    it belongs to), then the tail. The tail alone hides a canary's failure behind the later
+    plays' output."""
+    lines = output.splitlines()
+    picked = []
+    task = None
+    for line in lines:
+        if line.startswith("TASK [") or line.startswith("RUNNING HANDLER ["):
+            task = line
+        elif any(mark in line for mark in FAILURE_MARKS):
+            if task and (not picked or picked[-1] != task):
+                picked.append(task)
+            picked.append(line[:per_line])
+    head = "\n".join(picked)
+    return "failures:\n%s\n\n... last lines:\n%s" % (head or "(none reported)", output[-tail:])
 
 
 class Ansible(object):
@@ -62,7 +87,7 @@ class Ansible(object):
                               timeout=900, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("%s %s failed (rc=%d):\n%s" % (
-                cmd, " ".join(args), proc.returncode, proc.stdout[-6000:]))
+                cmd, " ".join(args), proc.returncode, failure_excerpt(proc.stdout)))
         return proc
 
     def playbook(self, playbook, *args, **kw):
@@ -70,6 +95,13 @@ class Ansible(object):
 
     def adhoc(self, pattern, *args, **kw):
         return self.run("ansible", pattern, *args, **kw)
+
+
+def fleet_inventory_args():
+    args = []
+    for inv in INVENTORIES:
+        args += ["--inventory", inv]
+    return args
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +120,7 @@ def artifacts():
 @pytest.fixture(scope="session")
 def test_fleet(artifacts):
     try:
-        proc = fleet("up", "--name", FLEET_NAME, "--inventory", DEMO_INVENTORY,
+        proc = fleet("up", "--name", FLEET_NAME, *fleet_inventory_args(),
                      "--port-offset", str(PORT_OFFSET))
         state = json.loads(proc.stdout)
         yield state
@@ -98,7 +130,7 @@ def test_fleet(artifacts):
 
 @pytest.fixture(scope="session")
 def ansible(test_fleet, artifacts):
-    return Ansible([DEMO_INVENTORY, test_fleet["inventory"]], artifacts)
+    return Ansible(INVENTORIES + [test_fleet["inventory"]], artifacts)
 
 
 def fresh_hosts(ansible, model="smollm2-135m-instruct"):

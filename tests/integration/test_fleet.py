@@ -10,7 +10,7 @@ import json
 import re
 import subprocess
 
-from conftest import fleet
+from conftest import FLEET_NAME, PORT_OFFSET, fleet, fleet_inventory_args
 
 EXPECTED_GROUPS = {
     "gpu_servers": {"gpu-01", "gpu-02"},
@@ -75,7 +75,7 @@ def test_unreachable_host_is_reported_by_name(ansible, test_fleet):
         assert proc.stdout.count("SUCCESS") == 5
     finally:
         # fleet up restarts exactly the missing host and waits for it to boot.
-        fleet("up", "--name", "test", "--inventory", "inventories/demo", "--port-offset", "1000")
+        fleet("up", "--name", FLEET_NAME, *fleet_inventory_args(), "--port-offset", str(PORT_OFFSET))
     proc = ansible.adhoc("crit-01", "-m", "ansible.builtin.ping")
     assert "SUCCESS" in proc.stdout
 

@@ -68,16 +68,18 @@ def test_baseline_record_then_compare(served, ansible):
     assert rec["baseline"]["action"] == "probe_baseline" and rec["baseline"]["probes"]["capital"]["p50_ms"] > 0
     ledger = ansible.adhoc(host, "-m", "ansible.builtin.command", "-a", "cat %s/.modelops/state.json" % LEDGER_ROOT).stdout
     assert '"probe_baseline"' in ledger and '"served": "%s"' % SERVED in ledger
-    # Generous factor: 6 hosts share 2 cores, so latency varies with what else runs.
-    status, cmp_ = probe(ansible, host, suite="smoke", baseline="compare", model_root=LEDGER_ROOT, model_name="smollm2",
-                         latency_factor=20)
+    assert len(rec["baseline"]["probes"]["capital"]["latencies_ms"]) == 5
+    # The production factor (1.3) on 6 hosts sharing 2 cores: the judge's samples and
+    # statistic, not a generous factor, keep the same engine from failing itself.
+    status, cmp_ = probe(ansible, host, suite="smoke", baseline="compare", model_root=LEDGER_ROOT, model_name="smollm2")
     assert status == "SUCCESS" and cmp_["passed"], cmp_
     assert cmp_["baseline"]["time"] == rec["baseline"]["time"]
     assert "skipped" not in cmp_["probes"][0]["reason"]
+    assert cmp_["probes"][0]["latency_verdict"]["source"] == "fresh", cmp_["probes"][0]
     # Against an impossibly fast (tiny factor) baseline the same suite fails, naming the probe.
     status, slow = probe(ansible, host, suite="smoke", baseline="compare", model_root=LEDGER_ROOT, model_name="smollm2",
                          latency_factor=0.01)
-    assert status == "FAILED" and "probe capital: latency_vs_baseline: p50" in slow["msg"]
+    assert status == "FAILED" and "probe capital: latency_vs_baseline fail: significantly slower" in slow["msg"], slow["msg"]
     ansible.adhoc(host, "-m", "ansible.builtin.file", "-a", "path=%s state=absent" % LEDGER_ROOT)
 
 

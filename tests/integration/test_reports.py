@@ -118,13 +118,15 @@ def test_json_report_matches_what_the_hosts_serve(ansible, rollout):
     for name in ALL:
         h = hosts[name]
         assert h["group"] == GROUP[name] and h["policy"] == POLICY[GROUP[name]], h
+        assert h["engine"] == "llamacpp", h
         if name == "crit-01":
             assert h["state"] == "frozen" and h["wave"] == "frozen", h
             assert h["from"] == serving[name] and not h["steps"], h
             continue
         assert h["state"] == "upgraded" and not h["rolled_back"] and h["failure"] is None, h
         assert h["from"] == "2411/%s" % VARIANT and h["to"] == serving[name] == "2412/%s" % VARIANT, h
-        assert h["wave"] == ("canary" if name == "gpu-01" else h["wave"]) and h["wave"], h
+        # No model_serial in the demo inventory: the canary, then everyone else in one batch.
+        assert h["wave"] == ("canary" if name == "gpu-01" else "batch-1"), h
         steps = [s["step"] for s in h["steps"]]
         for want in ("sync", "activate", "restart", "ready"):
             assert want in steps, (name, steps)
@@ -220,6 +222,23 @@ def prom_families(text):
     return dict((f.name, f) for f in text_string_to_metric_families(text))
 
 
+def test_metrics_written_by_the_upgrade_role(ansible, rollout, tmp_path):
+    # What upgrade.yml itself wrote (no module call of this test first): every upgraded host
+    # says 2412 and a successful upgrade, with the metrics of its last probe run; the frozen
+    # host keeps what the bootstrap (2411, every group immediate) wrote: the frozen play of
+    # the 2412 run does not write to it.
+    texts = fetch(ansible, "all", PROM, tmp_path / "role-prom")
+    assert sorted(texts) == sorted(ALL), sorted(texts)
+    for name, text in texts.items():
+        fams = prom_families(text)
+        version = "2411" if name == "crit-01" else "2412"
+        assert fams["modelops_model_info"].samples[0].labels == {"model": MODEL, "version": version, "variant": VARIANT}
+        ok = fams["modelops_model_last_upgrade_success"].samples[0]
+        assert ok.labels == {"model": MODEL, "result": "upgraded"} and ok.value == 1, (name, ok)
+        assert fams["modelops_probe_passed"].samples[0].value == 1, (name, text)
+        assert fams["modelops_probe_pass_ratio"].samples[0].value == 1, (name, text)
+
+
 def test_metrics_textfile_parses_and_matches_the_host_state(ansible, rollout, tmp_path):
     serving = currents(ansible)
     ansible.adhoc("all", "-m", "ansible.builtin.file", "-a", "path=%s state=absent" % PROM)
@@ -302,11 +321,11 @@ def test_status_table_and_json(ansible, rollout, tmp_path):
         if cells and cells[0] in ALL:
             rows[cells[0]] = " ".join(cells)
     assert sorted(rows) == sorted(ALL), table.stdout[-3000:]
-    assert re.search(r"HOST\s+GROUP\s+POLICY\s+CURRENT\s+PREVIOUS\s+LAST RESULT", table.stdout)
+    assert re.search(r"HOST\s+GROUP\s+POLICY\s+ENGINE\s+CURRENT\s+PREVIOUS\s+LAST RESULT", table.stdout)
     for name in ALL:
-        assert rows[name].startswith("%s %s %s %s" % (name, GROUP[name], POLICY[GROUP[name]], serving[name])), rows[name]
+        assert rows[name].startswith("%s %s %s llamacpp %s" % (name, GROUP[name], POLICY[GROUP[name]], serving[name])), rows[name]
         assert " upgraded " in rows[name], rows[name]
-    assert rows["gpu-01"].split()[4] == "2411/%s" % VARIANT
+    assert rows["gpu-01"].split()[5] == "2411/%s" % VARIANT
     assert rows["crit-01"].endswith("2411 ok"), rows["crit-01"]
 
     out = tmp_path / "status.json"

@@ -146,6 +146,36 @@ def test_switching_current_restarts_and_serves_the_new_version(served, ansible):
     assert main_pid(ansible, host) == after
 
 
+def test_engine_left_on_the_old_version_fails_the_attestation(served, ansible):
+    """current moved and the engine was not restarted: it still answers, and /props names
+    the current link, so only the directory its process was started in tells what it
+    loaded. inference_ready's serves catches it; after a restart the same check passes."""
+    host = "gpu-01"
+    d = "/srv/models/smollm2-135m-instruct"
+    ready = ("served_name=smollm2-135m-instruct unit=modelops-inference.service "
+             "serves=%s/current timeout=%%d" % d)
+    pid = main_pid(ansible, host)
+    before = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a", ready % 60)
+    assert "%s/2411/gguf-q4_1" % d in before.stdout, before.stdout[-2000:]
+    # 7778: a version no other test publishes.
+    sh(ansible, host, "rm -rf %s/7778; mkdir -p %s/7778 && cp -a %s/2411/gguf-q4_1 %s/7778/ "
+                      "&& ln -sfn 7778/gguf-q4_1 %s/current.new && mv -T %s/current.new %s/current"
+                      % ((d,) * 7))
+    try:
+        stale = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a", ready % 60, check=False)
+        assert stale.returncode != 0, stale.stdout[-2000:]
+        assert ("modelops-inference.service (pid %d) serves 2411/gguf-q4_1" % pid) in stale.stdout, stale.stdout[-2000:]
+        assert "current is 7778/gguf-q4_1" in stale.stdout
+        assert main_pid(ansible, host) == pid  # the check only reads
+        sh(ansible, host, "systemctl restart modelops-inference.service")
+        fresh = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a", ready % 120)
+        assert "%s/7778/gguf-q4_1" % d in fresh.stdout, fresh.stdout[-2000:]
+    finally:
+        sh(ansible, host, "ln -sfn 2411/gguf-q4_1 %s/current.new && mv -T %s/current.new %s/current "
+                          "&& systemctl restart modelops-inference.service && rm -rf %s/7778" % ((d,) * 4))
+    ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a", ready % 120)
+
+
 def test_engine_that_cannot_serve_the_variant_fails_before_changing_anything(served, ansible):
     host = "gpu-01"
     pid = main_pid(ansible, host)
@@ -210,6 +240,13 @@ def test_api_key_is_required_and_never_logged(served, ansible, test_fleet):
             "http://127.0.0.1:%d/v1/models" % port, headers={"Authorization": "Bearer " + key})
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 200
+        # The real engine's 4xx is not retried (the stub-engine unit tests check the same rule):
+        # a wrong key fails the probe at once, naming the status.
+        bad = ansible.adhoc(host, "-m", "modelops.fleet.model_probe", "-a", json.dumps(
+            {"url": "http://127.0.0.1:8080", "served_name": "smollm2-135m-instruct", "suite": "smoke",
+             "api_key": "sk-wrong"}), "-o", check=False)
+        assert bad.returncode != 0 and "401" in bad.stdout, bad.stdout[-3000:]
+        assert "sk-wrong" not in bad.stdout and key not in bad.stdout
     finally:
         ansible.playbook(*common)
     assert chat(test_fleet["hosts"][host]["api_port"], "hello")["choices"][0]["message"]["content"].strip()

@@ -200,8 +200,12 @@ def test_activate_info_and_rollback_on_the_host(ansible, keys, repo, tmp_path):
     assert status == "CHANGED"
     assert links(ansible, host) == {"current": "", "previous": ""}
 
-    status, res = module(ansible, host, "model_activate", act, diff=True)
-    assert status == "CHANGED", res
+    # --diff (minimal callback, which prints diffs) shows the links before and after
+    proc = ansible.adhoc(host, "-m", "modelops.fleet.model_activate", "-a", json.dumps(act), "--diff")
+    # (ansible.cfg's callback_result_format is yaml: the diff is of YAML documents)
+    assert re.search(r"^%s \| CHANGED =>" % host, proc.stdout, re.M), proc.stdout[-3000:]
+    assert re.search(r"^-\s+current: null$", proc.stdout, re.M), proc.stdout[-3000:]
+    assert re.search(r"^\+\s+current: 2411/%s$" % VARIANT, proc.stdout, re.M), proc.stdout[-3000:]
     assert links(ansible, host) == {"current": "2411/%s" % VARIANT, "previous": ""}
     status, res = module(ansible, host, "model_activate", act)
     assert status == "SUCCESS" and res["changed"] is False
@@ -286,8 +290,8 @@ def test_killed_pull_resumes_from_where_it_stopped(ansible, keys, repo, tmp_path
             "keyring": [keys.publisher.public], "trusted_fingerprints": [keys.publisher.fingerprint],
             "catalog": str(tmp_path / "r.db")}
     try:
-        cmd = ["ansible", host, "-i", ansible.inventories[0], "-i", ansible.inventories[1],
-               "-m", "modelops.fleet.model_sync", "-a", json.dumps(args)]
+        # every inventory of the suite, the fleet's overlay (ports, key) last
+        cmd = ["ansible", host] + ansible._inv_args() + ["-m", "modelops.fleet.model_sync", "-a", json.dumps(args)]
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(os.path.dirname(os.path.dirname(
             os.path.dirname(os.path.abspath(__file__)))), "ansible.cfg"))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -275,3 +275,13 @@ def test_streaming_hash_memory_does_not_grow_with_file_size(tmp_path):
     # 64x the data, and the peak stays within a few KiB of the small file's (one buffer).
     assert peaks[1] < peaks[0] + 64 * 1024, peaks
     assert peaks[1] < 4 * (1 << 20)
+
+
+def test_engine_variant_mismatch_llamacpp_gguf_vllm_safetensors():
+    from ansible_collections.modelops.fleet.plugins.module_utils._release import engine_variant_mismatch
+    assert engine_variant_mismatch("llamacpp", "gguf-q4_k_m") == ""
+    assert engine_variant_mismatch("vllm", "bf16") == ""
+    assert engine_variant_mismatch("vllm", "awq-int4") == ""
+    assert "not GGUF" in engine_variant_mismatch("vllm", "gguf-q4_1")
+    assert "gguf-*" in engine_variant_mismatch("llamacpp", "fp16")
+    assert "unknown engine 'tgi'" in engine_variant_mismatch("tgi", "fp16")

@@ -154,3 +154,18 @@ def test_empty_host_writes_a_valid_empty_file(module_runner, tmp_path):
     prom = tmp_path / "m.prom"
     res = module_runner("model_metrics", model_root=str(tmp_path / "nothing"), path=str(prom))
     assert res["changed"] is True and prom.read_text() == "" and res["models"] == []
+
+
+def test_fail_on_error_false_warns_instead_of_failing(module_runner, tmp_path):
+    root = setup_tree(module_runner, tmp_path)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    path = str(blocker / "m.prom")   # its parent is a file: cannot be written
+    bad = module_runner("model_metrics", model_root=str(root), model_name=MODEL, path=path)
+    assert bad["failed"] is True and "the metrics file %s" % path in bad["msg"]
+    soft = module_runner("model_metrics", model_root=str(root), model_name=MODEL, path=path, fail_on_error=False)
+    assert soft.get("failed") is not True and soft["written"] is False and soft["changed"] is False, soft
+    assert "metrics not written: " in str(soft["warnings"]) and path in str(soft["warnings"]), soft["warnings"]
+    ok = module_runner("model_metrics", model_root=str(root), model_name=MODEL, path=str(tmp_path / "ok.prom"),
+                       fail_on_error=False)
+    assert ok["written"] is True and ok["changed"] is True

@@ -81,7 +81,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("kind,arg,good,bad,why", CASES, ids=["%s-%d" % (c[0], i) for i, c in enumerate(CASES)])
-def test_each_assertion_kind_passes_and_fails(module_runner, stub_engine, kind, arg, good, bad, why):
+def test_each_assertion_kind_passes_and_fails_stub_engine(module_runner, stub_engine, kind, arg, good, bad, why):
     s = suite(probe([{kind: arg}]))
     with stub_engine(models=[SERVED], reply=good) as engine:
         res = run(module_runner, engine, s)
@@ -96,14 +96,14 @@ def test_each_assertion_kind_passes_and_fails(module_runner, stub_engine, kind, 
     assert "probe p: 0 of 1 runs passed" in res["msg"] and why in res["msg"]
 
 
-def test_latency_ms(module_runner, stub_engine):
+def test_latency_ms_stub_engine(module_runner, stub_engine):
     with stub_engine(models=[SERVED]) as engine:
         assert run(module_runner, engine, suite(probe([{"latency_ms": {"max": 60000}}])))["passed"]
         res = run(module_runner, engine, suite(probe([{"latency_ms": {"max": 0.0001}}])))
     assert "latency_ms:" in res["probes"][0]["kind_failures"][0] and "> max" in res["msg"]
 
 
-def test_request_carries_the_probe_settings(module_runner, stub_engine):
+def test_request_carries_the_probe_settings_stub_engine(module_runner, stub_engine):
     s = suite({"name": "p", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
                "response_format": {"type": "json_object"}, "max_tokens": 7, "assert": [{"is_json": True}]})
     with stub_engine(models=[SERVED], reply='{"ok": true}') as engine:
@@ -114,7 +114,7 @@ def test_request_carries_the_probe_settings(module_runner, stub_engine):
     assert body["messages"][0]["role"] == "system" and body["model"] == SERVED
 
 
-def test_k_of_n(module_runner, stub_engine):
+def test_k_of_n_stub_engine(module_runner, stub_engine):
     s = suite(probe([{"contains_any": ["Paris"]}], repeat=3, min_pass=2))
     with varying(stub_engine(models=[SERVED]), replies=["Paris", "Lyon", "Paris"]) as engine:
         res = run(module_runner, engine, s)
@@ -127,7 +127,7 @@ def test_k_of_n(module_runner, stub_engine):
     assert not res["passed"] and "1 of 3 runs passed (need 2)" in res["msg"]
 
 
-def test_transient_errors_are_retried_not_counted_as_failures(module_runner, stub_engine):
+def test_transient_errors_are_retried_not_counted_as_failures_stub_engine(module_runner, stub_engine):
     s = suite(probe([{"contains_any": ["Paris"]}], retries=2))
     with varying(stub_engine(models=[SERVED]), fail_first=2) as engine:
         res = run(module_runner, engine, s)
@@ -143,14 +143,14 @@ def test_transient_errors_are_retried_not_counted_as_failures(module_runner, stu
     assert p["reason"].startswith("no answer (not a behavioural failure)") and "HTTP 500" in p["reason"]
 
 
-def test_client_errors_are_not_retried(module_runner, stub_engine):
+def test_client_errors_are_not_retried_stub_engine(module_runner, stub_engine):
     s = suite(probe([{"not_empty": True}], retries=3))
     with varying(stub_engine(models=[SERVED]), fail_first=1, status=400) as engine:
         res = run(module_runner, engine, s)
     assert not res["passed"] and res["probes"][0]["attempts"] == 1 and "HTTP 400" in res["msg"]
 
 
-def test_wrong_served_name_fails_every_probe_by_name(module_runner, stub_engine):
+def test_wrong_served_name_fails_every_probe_by_name_stub_engine(module_runner, stub_engine):
     s = suite(probe([{"not_empty": True}], name="first"), probe([{"not_empty": True}], name="second"))
     with stub_engine(models=["other-model"]) as engine:
         res = run(module_runner, engine, s)
@@ -159,13 +159,13 @@ def test_wrong_served_name_fails_every_probe_by_name(module_runner, stub_engine)
     assert "served name 'smollm2' is not listed" in res["msg"] and "other-model" in res["msg"]
 
 
-def test_fail_on_failure_false_reports_without_failing(module_runner, stub_engine):
+def test_fail_on_failure_false_reports_without_failing_stub_engine(module_runner, stub_engine):
     with stub_engine(models=[SERVED], reply="") as engine:
         res = run(module_runner, engine, suite(probe([{"not_empty": True}])), fail_on_failure=False)
     assert not res.get("failed") and res["passed"] is False
 
 
-def test_malformed_suite_is_refused_before_any_request(module_runner, stub_engine):
+def test_malformed_suite_is_refused_before_any_request_stub_engine(module_runner, stub_engine):
     bad = suite(probe([{"regex": "(unclosed"}], name="broken"))
     with stub_engine(models=[SERVED]) as engine:
         res = run(module_runner, engine, bad)
@@ -177,32 +177,66 @@ def test_malformed_suite_is_refused_before_any_request(module_runner, stub_engin
     assert engine.requests == []
 
 
-def test_baseline_record_then_compare(module_runner, stub_engine, tmp_path):
+def test_baseline_record_then_compare_stub_engine(module_runner, stub_engine, tmp_path):
     root = str(tmp_path / "models")
     os.makedirs(root)
     s = suite(probe([{"latency_vs_baseline": {}}], repeat=2))
     with stub_engine(models=[SERVED]) as engine:
         res = run(module_runner, engine, s, model_root=root, baseline="compare")
         assert res["passed"] and "no baseline" in res["probes"][0]["reason"] and res["baseline"] is None
+        # Nothing to compare with: no request beyond the probe's own two.
+        assert len(res["probes"][0]["latency_samples_ms"]) == 2
         rec = run(module_runner, engine, s, model_root=root, baseline="record", model_name="m")
         assert rec["changed"] and rec["baseline"]["probes"]["p"]["p50_ms"] > 0
         ev = Ledger(root).tail(1)[0]
         assert ev["action"] == "probe_baseline" and ev["model"] == "m" and ev["served"] == SERVED
         assert set(ev["latency"]) == {"p50_ms", "p90_ms"} and ev["probes"]["p"]["answers"] == ["Paris.", "Paris."]
+        # The baseline holds the judge's 5 samples (2 runs + 3 latency-only requests).
+        assert len(ev["probes"]["p"]["latencies_ms"]) == 5
         # The recorded baseline is fast: make it impossibly fast to force a slow verdict.
         led = Ledger(root)
-        led.events[-1]["probes"]["p"]["p50_ms"] = 0.001
+        led.events[-1]["probes"]["p"]["latencies_ms"] = [0.001, 0.0011, 0.0012, 0.0009, 0.001]
         led.save()
         res = run(module_runner, engine, s, model_root=root, baseline="compare", model_name="m")
-        assert not res["passed"] and "latency_vs_baseline: p50" in res["msg"] and "1.30 x baseline" in res["msg"]
+        assert not res["passed"], res
+        assert "latency_vs_baseline fail: significantly slower" in res["msg"] and "1.30 x 5 fresh samples" in res["msg"]
+        assert res["probes"][0]["latency_verdict"]["source"] == "fresh"
         assert res["baseline"]["time"] == ev["time"]
-        led.events[-1]["probes"]["p"]["p50_ms"] = 10 ** 6
+        led.events[-1]["probes"]["p"]["latencies_ms"] = [10.0 ** 6] * 5
         led.save()
         res = run(module_runner, engine, s, model_root=root, baseline="compare", latency_factor=2.0)
         assert res["passed"], res
+        assert res["probes"][0]["latency_verdict"]["verdict"] == "pass" and "2.00 x" in res["probes"][0]["reason"]
 
 
-def test_api_key_is_sent_and_never_in_output(module_runner, stub_engine):
+def test_latency_history_is_the_baseline_without_a_recorded_one_stub_engine(module_runner, stub_engine, tmp_path):
+    root = str(tmp_path / "models")
+    os.makedirs(os.path.join(root, ".modelops"))
+    s = suite(probe([{"latency_vs_baseline": {}}]))
+    with stub_engine(models=[SERVED]) as engine:
+        first = run(module_runner, engine, s, model_root=root, baseline="compare", model_name="m")
+        assert first["passed"] and first["changed"] is False
+        path = os.path.join(root, ".modelops", "latency.json")
+        hist = json.load(open(path))["probes"]
+        assert [len(v) for v in hist.values()] == [1]
+        # A history of impossibly fast answers: the sign test against its P90 fails the probe.
+        key = list(hist)[0]
+        import time as _time
+        now = _time.time()
+        hist[key] = [[now - 60, 0.001]] * 10
+        json.dump({"schema": 1, "probes": hist}, open(path, "w"))
+        res = run(module_runner, engine, s, model_root=root, baseline="compare", model_name="m")
+        assert not res["passed"] and res["probes"][0]["latency_verdict"]["source"] == "history", res
+        assert "P90 0 ms of this host's 10 recent samples" in res["msg"]
+        # Samples older than 7 days are not a baseline (and are pruned on the next write).
+        hist[key] = [[now - 8 * 86400, 0.001]] * 10
+        json.dump({"schema": 1, "probes": hist}, open(path, "w"))
+        res = run(module_runner, engine, s, model_root=root, baseline="compare", model_name="m")
+        assert res["passed"] and "latency_vs_baseline skipped" in res["probes"][0]["reason"], res
+        assert all(t > now - 86400 for t, ms in json.load(open(path))["probes"][key])
+
+
+def test_api_key_is_sent_and_never_in_output_stub_engine(module_runner, stub_engine):
     with stub_engine(models=[SERVED], api_key=KEY, reply="Paris") as engine:
         res = run(module_runner, engine, suite(probe([{"not_empty": True}])), api_key=KEY)
         assert res["passed"]
@@ -214,7 +248,7 @@ def test_api_key_is_sent_and_never_in_output(module_runner, stub_engine):
 
 
 @pytest.mark.skipif(shutil.which("ansible") is None, reason="needs the ansible CLI of the venv")
-def test_action_plugin_end_to_end_on_localhost(stub_engine, tmp_path):
+def test_action_plugin_end_to_end_on_localhost_stub_engine(stub_engine, tmp_path):
     """The action plugin through ansible: shipped suite, similarity, secrets not logged."""
     with stub_engine(models=[SERVED], api_key=KEY, reply="The capital of France is Paris.") as engine:
         args = {"url": engine.url, "served_name": SERVED, "suite": "regression", "api_key": KEY,
@@ -238,7 +272,7 @@ def test_action_plugin_end_to_end_on_localhost(stub_engine, tmp_path):
 TABLE = "| Planet | Moons |\n|---|---|\n| Earth | 1 |\n| Mars | 2 |"
 
 
-def test_consistency_with_the_answers_recorded_on_the_old_version(module_runner, stub_engine, tmp_path):
+def test_consistency_with_the_answers_recorded_on_the_old_version_stub_engine(module_runner, stub_engine, tmp_path):
     """keywords_consistent and format_consistent judged on the target against the baseline."""
     root = str(tmp_path / "models")
     os.makedirs(root)

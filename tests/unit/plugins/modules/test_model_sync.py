@@ -103,3 +103,121 @@ def test_mirror_serving_a_changed_file_is_refused(module_runner, mirror, tmp_pat
     assert res["failed"] is True
     assert "model.gguf of %s-2411-%s arrived with sha256" % (MODEL, VARIANT) in res["msg"]
     assert not (root / MODEL / "2411").exists()
+
+
+@pytest.mark.parametrize("where", ["params", "", "model"])
+def test_symlink_planted_in_staging_is_refused_before_any_write(module_runner, mirror, tmp_path, where):
+    # A directory of the staged release (params), the release's staging directory itself,
+    # or the model's level above it, pointed elsewhere: refused before a byte is written.
+    repo, url = mirror
+    raw = make_release(repo, "2411", os.urandom(5000))
+    root = tmp_path / "models"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    staging = root / ".staging" / MODEL / "2411" / VARIANT
+    link = {"params": staging / "params", "": staging, "model": root / ".staging" / MODEL}[where]
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere)
+    res = module_runner("model_sync", **sync_args(root, url, "2411", raw))
+    assert res["failed"] is True
+    assert "%s is a symlink (-> %s)" % (link, elsewhere) in res["msg"] and "nothing was written" in res["msg"], res["msg"]
+    assert os.listdir(str(elsewhere)) == []
+    assert not (root / MODEL / "2411").exists()
+
+
+def test_disk_full_message_names_the_filesystem_the_file_and_the_space(tmp_path):
+    from ansible_collections.modelops.fleet.plugins.module_utils._sync import disk_full_message, mount_point
+    part = tmp_path / "staging" / "model.gguf.part"
+    msg = disk_full_message(str(part), "model.gguf", "m-2411-gguf", 1 << 20, 5 << 20)
+    mnt = mount_point(str(tmp_path))
+    assert os.path.ismount(mnt) and str(tmp_path).startswith(mnt)
+    assert msg.startswith("no space left on the filesystem mounted at %s (holding %s)" % (mnt, part)), msg
+    assert "while writing model.gguf of m-2411-gguf: 1048576 of 5242880 bytes written, 4 MiB more needed" in msg
+    assert "MiB free (No space left on device)" in msg and "resumed next run" in msg
+
+
+def _push_args(root, version, raw, lease, **extra):
+    args = dict(source="push", src="/unused-on-the-host", model_root=str(root), manifest_content=raw.decode(),
+                signature_content="sig", keyring=["/dev/null"], trusted_fingerprints=["X"], lease=lease)
+    args.update(extra)
+    return args
+
+
+def _push_tails(plan, release_dir):
+    """What the action plugin does between plan and install: each file's tail to its path."""
+    for f in plan["files"]:
+        if f["action"] == "transfer":
+            with open(os.path.join(str(release_dir), f["path"]), "rb") as src, open(f["tail"], "wb") as out:
+                src.seek(f["offset"])
+                out.write(src.read())
+
+
+def test_second_sync_waits_for_the_first_across_plan_push_install(module_runner, tmp_path):
+    # Two upgrades of the same host at once (push): B's plan comes while A holds the lease
+    # between its plan and its install; B waits, then finds the release installed. Without
+    # the lease, B's plan would prepare the same staging area and one of them fail as if
+    # the release were damaged.
+    repo = tmp_path / "repo"
+    raw = make_release(repo, "2411", os.urandom(200000))
+    rel = repo / MODEL / "2411" / VARIANT
+    root = tmp_path / "models"
+    plan_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", step="plan"))
+    assert plan_a.get("failed") is not True, plan_a
+    lease = json.loads((root / ".modelops" / "lease.json").read_text())
+    assert lease["token"] == "ctl:1:a" and lease["release"] == "%s-2411-%s" % (MODEL, VARIANT)
+    out = {}
+    b = threading.Thread(target=lambda: out.update(module_runner(
+        "model_sync", **_push_args(root, "2411", raw, "ctl:2:b", step="plan"))))
+    b.start()
+    b.join(4)
+    assert b.is_alive(), "B did not wait for A's lease: %s" % out
+    _push_tails(plan_a, rel)
+    done_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", step="install"))
+    assert done_a["changed"] is True, done_a
+    b.join(30)
+    assert not b.is_alive() and out.get("failed") is not True, out
+    assert out["installed"] is True and out["changed"] is False, out
+    assert not (root / ".modelops" / "lease.json").exists()
+    ledger = json.loads((root / ".modelops" / "state.json").read_text())
+    assert [e["to"] for e in ledger["events"] if e["action"] == "install"] == ["2411/%s" % VARIANT]
+
+
+def test_a_live_lease_is_named_after_lease_timeout_and_an_abandoned_one_taken_over(module_runner, tmp_path):
+    repo = tmp_path / "repo"
+    raw = make_release(repo, "2411", os.urandom(5000))
+    root = tmp_path / "models"
+    plan_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", step="plan"))
+    assert plan_a.get("failed") is not True, plan_a
+    late = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", step="plan", lease_timeout=3))
+    assert late["failed"] is True
+    assert "another upgrade (ctl:1:a, since" in late["msg"] and "is installing %s-2411-%s on this host" % (MODEL, VARIANT) in late["msg"]
+    assert "waited 3 s for it (lease_timeout)" in late["msg"], late["msg"]
+    # A's controller died: no write for longer than the idle bound, so B takes the lease over.
+    old = 1000000000
+    for dirpath, dirnames, filenames in os.walk(str(root / ".staging")):
+        for name in filenames:
+            os.utime(os.path.join(dirpath, name), (old, old))
+    lease = json.loads((root / ".modelops" / "lease.json").read_text())
+    lease["epoch"] = old
+    (root / ".modelops" / "lease.json").write_text(json.dumps(lease))
+    plan_b = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", step="plan", lease_timeout=3))
+    assert plan_b.get("failed") is not True, plan_b
+    assert json.loads((root / ".modelops" / "lease.json").read_text())["token"] == "ctl:2:b"
+    # step=release gives it back (the action plugin's path when a push stops early)
+    rel = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", step="release"))
+    assert rel["released"] is True and not (root / ".modelops" / "lease.json").exists()
+
+
+def test_a_file_planted_in_staging_is_named_and_does_not_stay(module_runner, mirror, tmp_path):
+    repo, url = mirror
+    raw = make_release(repo, "2411", os.urandom(5000))
+    root = tmp_path / "models"
+    staging = root / ".staging" / MODEL / "2411" / VARIANT
+    (staging / "params").mkdir(parents=True)
+    (staging / "params" / "backdoor.py").write_text("import os")
+    res = module_runner("model_sync", **sync_args(root, url, "2411", raw))
+    assert res["failed"] is True and "extra file %s" % (staging / "params" / "backdoor.py") in res["msg"], res["msg"]
+    assert "the staging area %s was discarded" % staging in res["msg"]
+    assert not staging.exists() and not (root / MODEL / "2411").exists()
+    again = module_runner("model_sync", **sync_args(root, url, "2411", raw))
+    assert again["changed"] is True and (root / MODEL / "2411" / VARIANT / "model.gguf").exists(), again

@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The latency judge of latency_vs_baseline (plugins/module_utils/_latency.py)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from ansible_collections.modelops.fleet.plugins.module_utils import _latency as L
+from ansible_collections.modelops.fleet.plugins.module_utils import _probe as P
+
+BASE = [2018.0, 1950.0, 2100.0, 1990.0, 2050.0]
+
+
+def brute_force_upper(x, y):
+    """P(U >= observed) by enumerating every split of the pooled sample."""
+    pooled = list(x) + list(y)
+    observed = sum(1 for a in x for b in y if a > b)
+    count = total = 0
+    for idx in itertools.combinations(range(len(pooled)), len(x)):
+        xs = [pooled[i] for i in idx]
+        ys = [pooled[i] for i in range(len(pooled)) if i not in idx]
+        total += 1
+        count += sum(1 for a in xs for b in ys if a > b) >= observed
+    return count / float(total)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_mann_whitney_matches_enumeration(seed):
+    rnd = random.Random(seed)
+    x = [rnd.uniform(0, 10) for dummy in range(rnd.randint(2, 5))]
+    y = [rnd.uniform(0, 10) for dummy in range(rnd.randint(2, 5))]
+    u, p = L.mann_whitney_greater(x, y)
+    assert p == pytest.approx(brute_force_upper(x, y))
+
+
+def test_normal_approximation_with_ties_is_close_to_enumeration():
+    x = [3, 3, 4, 5, 6, 6, 7]
+    y = [1, 2, 3, 3, 4, 5]
+    dummy, p = L.mann_whitney_greater(x, y)
+    assert abs(p - brute_force_upper(x, y)) < 0.02
+
+
+def test_sign_test():
+    assert L.sign_test_greater([5, 6, 7, 8, 9], 1) == pytest.approx(1 / 32.0)
+    assert L.sign_test_greater([0, 0, 0], 1) == 1.0
+
+
+def test_the_one_sample_flap_of_the_seed_rule_passes():
+    # One slow request (2735 ms against 2018 ms, the sample that rolled good upgrades back)
+    # among otherwise ordinary ones: the median is within 1.3x and the verdict is pass.
+    v = L.judge([2735.0, 2040.0, 1980.0, 2100.0, 2060.0], 1.3, fresh=BASE)
+    assert v["verdict"] == "pass" and v["source"] == "fresh", v
+
+
+def test_a_really_slower_engine_fails():
+    v = L.judge([b * 2 for b in BASE], 1.3, fresh=BASE)
+    assert v["verdict"] == "fail" and v["p_value"] < 0.05 and v["ratio"] == pytest.approx(2.0, rel=0.05)
+    assert "significantly slower" in v["message"] and "p50" in v["message"]
+
+
+def test_over_the_bound_with_some_evidence_is_inconclusive():
+    v = L.judge([3000.0, 3000.0, 1000.0, 3000.0, 3000.0], 1.3, fresh=BASE)
+    assert 0.05 <= v["p_value"] < L.MARGINAL_P, v
+    assert v["verdict"] == "inconclusive" and "some evidence of slowness but not significant" in v["message"], v
+
+
+def test_over_the_bound_without_evidence_of_slowness_passes_and_says_so():
+    # The molecule rollout's canary, soaking while another host was killed: new p50 166 ms
+    # against a bound of 161 ms, p=0.57. No evidence it is slower than the bound.
+    base = [124.0, 120.0, 130.0, 118.0, 126.0]
+    new = [166.0, 120.0, 210.0, 140.0, 180.0, 130.0, 200.0, 150.0, 175.0, 168.0, 125.0, 190.0, 145.0, 172.0, 167.0]
+    v = L.judge(new, 1.3, fresh=base)
+    assert v["p_value"] >= L.MARGINAL_P and v["new_p50_ms"] > v["bound_ms"], v
+    assert v["verdict"] == "pass" and "median over the bound but no evidence of slowness" in v["message"], v
+
+
+def test_too_few_samples_is_inconclusive_not_pass():
+    assert L.judge([9000.0, 9000.0], 1.3, fresh=BASE)["verdict"] == "inconclusive"
+
+
+def test_outliers_are_set_aside_and_counted():
+    v = L.judge([2000.0, 2010.0, 1990.0, 2020.0, 60000.0], 1.3, fresh=BASE)
+    assert v["outliers_new"] == 1 and v["new_p90_ms"] < 3000 and v["verdict"] == "pass"
+    kept, out = L.split_outliers([1.0, 1.0, 1.0, 1.0])
+    assert out == []
+
+
+def test_history_source_when_there_is_no_fresh_baseline():
+    hist = BASE * 2
+    v = L.judge([b * 2 for b in BASE], 1.3, fresh=[2000.0], history=hist)
+    assert v["source"] == "history" and v["verdict"] == "fail" and "P90 2100 ms" in v["message"]
+    assert L.judge([2000.0] * 5, 1.3, fresh=[], history=hist)["verdict"] == "pass"
+    none = L.judge([2000.0] * 5, 1.3, fresh=[2000.0], history=[2000.0])
+    assert none["verdict"] == "none" and "fresh has 1, need 3" in none["message"]
+
+
+class FakeClient(object):
+    """Answers with latencies from a list, in turn (no engine: the sampling loop only)."""
+
+    def __init__(self, latencies):
+        self.latencies = list(latencies)
+        self.calls = 0
+
+    def chat(self, served, messages, **kw):
+        self.calls += 1
+        return "Paris.", self.latencies.pop(0), {}
+
+
+def probe(**arg):
+    return P.normalize_suite({"probes": [{"name": "p", "prompt": "Capital of France?",
+                                          "assert": [{"latency_vs_baseline": arg}]}]})["probes"][0]
+
+
+def test_inconclusive_takes_more_samples_up_to_the_bound_then_holds():
+    pr = probe()
+    # Mostly slow answers with fast ones among them stay inconclusive for ever (p between
+    # alpha and the marginal level): 15 samples, then held.
+    client = FakeClient([3000.0, 1000.0, 3000.0] * 20)
+    result = {"runs": [{"answer": "Paris.", "latency_ms": 3000.0, "failures": []}]}
+    P.collect_latency(client, "s", pr, result, 5, "compare", fresh=BASE)
+    assert len(result["latency_samples_ms"]) == 15 and client.calls == 14
+    P.judge_probe(pr, result)
+    assert not result["passed"] and "held after 15 samples (max_samples 15)" in result["reason"], result["reason"]
+
+
+def test_inconclusive_resolved_by_more_samples():
+    pr = probe()
+    # The first 5 samples are inconclusive (slow, with one fast among them); ordinary
+    # answers after them bring the median back within the bound.
+    client = FakeClient([3000.0, 1000.0, 3000.0, 3000.0] + [2000.0] * 16)
+    result = {"runs": [{"answer": "Paris.", "latency_ms": 3000.0, "failures": []}]}
+    P.collect_latency(client, "s", pr, result, 5, "compare", fresh=BASE)
+    P.judge_probe(pr, result)
+    assert result["passed"] and result["latency_verdict"]["verdict"] == "pass", result
+    assert len(result["latency_samples_ms"]) == 10
+
+
+def test_record_takes_the_samples_and_compare_without_baseline_sends_nothing_more():
+    pr = probe(samples=4, max_samples=8)
+    client = FakeClient([2000.0] * 10)
+    rec = {"runs": [{"answer": "Paris.", "latency_ms": 2000.0, "failures": []}]}
+    P.collect_latency(client, "s", pr, rec, 5, "record")
+    assert len(rec["latency_samples_ms"]) == 4 and "latency_verdict" not in rec
+    client.calls = 0
+    cmp_ = {"runs": [{"answer": "Paris.", "latency_ms": 2000.0, "failures": []}]}
+    P.collect_latency(client, "s", pr, cmp_, 5, "compare")
+    assert client.calls == 0 and cmp_["latency_verdict"]["verdict"] == "none"
+
+
+@pytest.mark.parametrize("arg,words", [
+    ({"samples": 2}, "samples must be an integer of at least 3"),
+    ({"samples": 6, "max_samples": 5}, "max_samples (5) must be an integer not below samples (6)"),
+    ({"alpha": 0.9}, "alpha must be between 0 and 0.5"),
+])
+def test_bad_judge_settings_are_refused_naming_the_probe(arg, words):
+    with pytest.raises(P.SuiteError) as e:
+        probe(**arg)
+    assert words in str(e.value) and "(p)" in str(e.value)
