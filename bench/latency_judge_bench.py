@@ -186,7 +186,7 @@ def render(res):
             slow.get("verdict"), slow.get("ratio"), slow.get("p_value"), slow.get("n_new"), res["slow"]["rc"]),
         "",
         "\"none\" is a host judged with no baseline: gpu-02 (not a canary) is judged against its own "
-        "history, which takes one sample per upgrade until it holds 5. Ratios against the history are "
+        "history, which its first upgrade fills with `samples` samples. Ratios against the history are "
         "against its P90, so they run lower than the canary's against a fresh median.",
         "",
         "Wall time of the whole benchmark %.0f s." % res["wall_s"],

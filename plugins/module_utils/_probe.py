@@ -579,16 +579,17 @@ def collect_latency(client, served_name, probe, result, timeout, mode, fresh=Non
 
     mode record: take ``samples`` samples (the baseline of the old version). mode compare:
     take ``samples``, judge against the fresh baseline or the history; while the verdict is
-    inconclusive take ``samples`` more, up to ``max_samples``. No extra request is sent
-    when there is nothing to compare with. Sets result["latency_samples_ms"] and, when
-    judged, result["latency_verdict"]."""
+    inconclusive take ``samples`` more, up to ``max_samples``. With nothing to compare with
+    the ``samples`` are still taken: they go into the host's history, which judges the next
+    upgrade of a host that records no fresh baseline (one sample per upgrade would leave
+    such hosts ungated for their first HISTORY_MIN_SAMPLES upgrades). Sets
+    result["latency_samples_ms"] and, when judged, result["latency_verdict"]."""
     arg = latency_arg(probe)
     samples = [r["latency_ms"] for r in result["runs"] if "answer" in r]
     if arg is None or not samples:
         result["latency_samples_ms"] = samples
         return
-    can_judge = len(fresh or []) >= _latency.MIN_SAMPLES or len(history or []) >= _latency.HISTORY_MIN_SAMPLES
-    if mode == "record" or (mode == "compare" and can_judge):
+    if mode in ("record", "compare"):
         samples += sample_latencies(client, served_name, probe, timeout, arg["samples"] - len(samples))
     if mode == "compare":
         verdict = _latency.judge(samples, arg["factor"], arg["alpha"], fresh=fresh, history=history)

@@ -141,16 +141,38 @@ def test_inconclusive_resolved_by_more_samples():
     assert len(result["latency_samples_ms"]) == 10
 
 
-def test_record_takes_the_samples_and_compare_without_baseline_sends_nothing_more():
+def test_record_takes_the_samples_and_compare_without_baseline_takes_them_for_the_history():
     pr = probe(samples=4, max_samples=8)
     client = FakeClient([2000.0] * 10)
     rec = {"runs": [{"answer": "Paris.", "latency_ms": 2000.0, "failures": []}]}
     P.collect_latency(client, "s", pr, rec, 5, "record")
     assert len(rec["latency_samples_ms"]) == 4 and "latency_verdict" not in rec
+    # Nothing to compare with: the samples are taken all the same (they fill the host's
+    # history, the next upgrade's baseline), but no extra rounds and no verdict but none.
     client.calls = 0
     cmp_ = {"runs": [{"answer": "Paris.", "latency_ms": 2000.0, "failures": []}]}
-    P.collect_latency(client, "s", pr, cmp_, 5, "compare")
-    assert client.calls == 0 and cmp_["latency_verdict"]["verdict"] == "none"
+    P.collect_latency(client, "s", pr, cmp_, 5, "compare", history=[1.0, 2.0])
+    assert client.calls == 3 and len(cmp_["latency_samples_ms"]) == 4
+    assert cmp_["latency_verdict"]["verdict"] == "none"
+    # "ignore" sends nothing more.
+    client.calls = 0
+    ign = {"runs": [{"answer": "Paris.", "latency_ms": 2000.0, "failures": []}]}
+    P.collect_latency(client, "s", pr, ign, 5, "ignore")
+    assert client.calls == 0 and ign["latency_samples_ms"] == [2000.0]
+
+
+def test_a_host_without_fresh_baselines_is_gated_by_its_history_from_its_second_upgrade():
+    """A non-canary host: upgrade 1 has no baseline, its samples fill the history; upgrade
+    2 is judged against that history, and a slow release fails."""
+    pr = probe()
+    history = []
+    first = {"runs": [{"answer": "Paris.", "latency_ms": 200.0, "failures": []}]}
+    P.collect_latency(FakeClient([200.0] * 10), "s", pr, first, 5, "compare", history=history)
+    assert first["latency_verdict"]["verdict"] == "none"
+    history += first["latency_samples_ms"]
+    slow = {"runs": [{"answer": "Paris.", "latency_ms": 900.0, "failures": []}]}
+    P.collect_latency(FakeClient([900.0] * 20), "s", pr, slow, 5, "compare", history=history)
+    assert slow["latency_verdict"]["source"] == "history" and slow["latency_verdict"]["verdict"] == "fail", slow
 
 
 @pytest.mark.parametrize("arg,words", [

@@ -184,8 +184,10 @@ def test_baseline_record_then_compare_stub_engine(module_runner, stub_engine, tm
     with stub_engine(models=[SERVED]) as engine:
         res = run(module_runner, engine, s, model_root=root, baseline="compare")
         assert res["passed"] and "no baseline" in res["probes"][0]["reason"] and res["baseline"] is None
-        # Nothing to compare with: no request beyond the probe's own two.
-        assert len(res["probes"][0]["latency_samples_ms"]) == 2
+        # Nothing to compare with: the judge's 5 samples all the same (2 runs + 3 more), for
+        # the host's history.
+        assert len(res["probes"][0]["latency_samples_ms"]) == 5
+        assert len([r for r in engine.requests if r[0] == "POST"]) == 5
         rec = run(module_runner, engine, s, model_root=root, baseline="record", model_name="m")
         assert rec["changed"] and rec["baseline"]["probes"]["p"]["p50_ms"] > 0
         ev = Ledger(root).tail(1)[0]
@@ -218,7 +220,8 @@ def test_latency_history_is_the_baseline_without_a_recorded_one_stub_engine(modu
         assert first["passed"] and first["changed"] is False
         path = os.path.join(root, ".modelops", "latency.json")
         hist = json.load(open(path))["probes"]
-        assert [len(v) for v in hist.values()] == [1]
+        # The first upgrade, unjudged, fills the history with the judge's 5 samples.
+        assert [len(v) for v in hist.values()] == [5]
         # A history of impossibly fast answers: the sign test against its P90 fails the probe.
         key = list(hist)[0]
         import time as _time
