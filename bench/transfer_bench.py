@@ -888,7 +888,7 @@ def notes(res, an):
                 "checks the signature with GnuPG on the controller (%s with the remote tmp dir), runs the module once to "
                 "plan (%s), uploads each missing file with the connection's `put_file`, SFTP for the `ssh` plugin (%s, %s), "
                 "and runs the module again to install (%s), which reads the whole uploaded weights file once more to hash "
-                "it — `Installer.absorb_tail` → `_hash_prefix`: the hash is not computed while the bytes arrive; hashing "
+                "it — `Installer.absorb_tail` → `sha256_prefix`: the hash is not computed while the bytes arrive; hashing "
                 "the weights alone takes %s on the host — then verifies and renames the release into place. Ansible's "
                 "own start-up is %s." % (
                     fmt_s(ph["controller"]), fmt_s(ph["plan"]), fmt_s(ph["upload"]), fmt_mbs(size, ph["upload"]),

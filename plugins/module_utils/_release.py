@@ -218,19 +218,38 @@ def scan_tree(root):
 
 # --------------------------------------------------------------------------- hashing
 
-def sha256_file(path, chunk=CHUNK):
-    """Streaming sha256 of a file with one reusable buffer: memory does not grow with size."""
-    h = hashlib.sha256()
+def stream_hashing(src, h, limit=None, out=None, before_chunk=None, chunk=CHUNK):
+    """The one hash-while-copying loop: read src (anything with readinto) in chunks into
+    one reusable buffer, feed h, write to out when given, stop at EOF or after limit bytes
+    (all when None). before_chunk() runs before each read (a deadline check raises there).
+    Returns the number of bytes read. Memory does not grow with size."""
     buf = bytearray(chunk)
     view = memoryview(buf)
-    size = 0
+    done = 0
+    while limit is None or done < limit:
+        if before_chunk is not None:
+            before_chunk()
+        n = src.readinto(view[:chunk if limit is None else min(chunk, limit - done)])
+        if not n:
+            break
+        if out is not None:
+            out.write(view[:n])
+        h.update(view[:n])
+        done += n
+    return done
+
+
+def sha256_prefix(path, limit=None, chunk=CHUNK):
+    """(sha256 object, bytes read) of the first limit bytes of path (all when None)."""
+    h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-            size += n
+        done = stream_hashing(f, h, limit, chunk=chunk)
+    return h, done
+
+
+def sha256_file(path, chunk=CHUNK):
+    """Streaming sha256 of a file: (hex digest, size)."""
+    h, size = sha256_prefix(path, chunk=chunk)
     return h.hexdigest(), size
 
 

@@ -32,7 +32,6 @@ import urllib.error
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    CHUNK,
     MANIFEST,
     SIGNATURE,
     HashCache,
@@ -42,6 +41,8 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     release_name,
     remove_tree,
     sha256_file,
+    sha256_prefix,
+    stream_hashing,
     verify_tree,
 )
 
@@ -84,23 +85,6 @@ def disk_full_message(path, rel, release, done, size):
             "space there (e.g. lower model_upgrade_keep_versions) and run again: the partial file is kept and "
             "resumed next run"
             % (mount_point(path), path, rel, release, done, size, max(size - done, 0) >> 20, free_bytes(path) >> 20))
-
-
-def _hash_prefix(path, limit=None):
-    """sha256 object fed with the first `limit` bytes of path (all when None)."""
-    h = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    done = 0
-    with open(path, "rb", buffering=0) as f:
-        while limit is None or done < limit:
-            want = CHUNK if limit is None else min(CHUNK, limit - done)
-            n = f.readinto(view[:want])
-            if not n:
-                break
-            h.update(view[:n])
-            done += n
-    return h, done
 
 
 class Installer(object):
@@ -283,24 +267,14 @@ class Installer(object):
         written = 0
         if have == 0:
             os.replace(tail, part)
-            h, written = _hash_prefix(part, entry["size"])
+            h, written = sha256_prefix(part, entry["size"])
             if written < os.path.getsize(part):
                 with open(part, "r+b") as f:
                     f.truncate(entry["size"])
         else:
-            h, dummy = _hash_prefix(part)
+            h, dummy = sha256_prefix(part)
             with open(part, "ab") as out, open(tail, "rb", buffering=0) as src:
-                buf = bytearray(CHUNK)
-                view = memoryview(buf)
-                room = entry["size"] - have
-                while room > 0:
-                    n = src.readinto(view[:min(CHUNK, room)])
-                    if not n:
-                        break
-                    out.write(view[:n])
-                    h.update(view[:n])
-                    written += n
-                    room -= n
+                written = stream_hashing(src, h, entry["size"] - have, out=out)
             os.unlink(tail)
         self._finish_file(rel, part, h)
         return written
@@ -314,7 +288,7 @@ class Installer(object):
         if have > entry["size"]:
             os.unlink(part)
             have = 0
-        h, dummy = _hash_prefix(part) if have else (hashlib.sha256(), 0)
+        h, dummy = sha256_prefix(part) if have else (hashlib.sha256(), 0)
         url = base_url.rstrip("/") + "/" + rel
         headers = {"Range": "bytes=%d-" % have} if have else {}
         written = 0
@@ -338,23 +312,19 @@ class Installer(object):
                     have = 0
                     h = hashlib.sha256()
                     mode = "wb"
-                room = entry["size"] - have
-                buf = bytearray(CHUNK)
-                view = memoryview(buf)
+
+                def check_deadline():
+                    if deadline and time.monotonic() > deadline:
+                        raise SyncError("download of %s took longer than the sync timeout: "
+                                        "the partial file is kept and resumed next run" % url)
+
                 try:
                     with open(part, mode) as out:
-                        while room > 0:
-                            if deadline and time.monotonic() > deadline:
-                                raise SyncError("download of %s took longer than the sync timeout: "
-                                                "the partial file is kept and resumed next run" % url)
-                            n = resp.readinto(view[:min(CHUNK, room)])
-                            if not n:
-                                break
-                            out.write(view[:n])
-                            h.update(view[:n])
-                            written += n
-                            room -= n
+                        written = stream_hashing(resp, h, entry["size"] - have, out=out,
+                                                 before_chunk=check_deadline)
                 except (socket.timeout, OSError) as e:
+                    # the part file is closed here: its size is what arrived
+                    written = os.path.getsize(part) - have
                     if isinstance(e, SyncError):
                         raise
                     if getattr(e, "errno", None) == errno.ENOSPC:

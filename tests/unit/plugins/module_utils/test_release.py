@@ -285,3 +285,40 @@ def test_engine_variant_mismatch_llamacpp_gguf_vllm_safetensors():
     assert "not GGUF" in engine_variant_mismatch("vllm", "gguf-q4_1")
     assert "gguf-*" in engine_variant_mismatch("llamacpp", "fp16")
     assert "unknown engine 'tgi'" in engine_variant_mismatch("tgi", "fp16")
+
+
+def test_stream_hashing_copies_hashes_and_stops_at_the_limit():
+    import io
+    from ansible_collections.modelops.fleet.plugins.module_utils import _release as R
+    data = os.urandom(3 * 1000 + 17)
+    out = io.BytesIO()
+    h = hashlib.sha256()
+    # A limit inside a chunk: exactly that many bytes are copied and hashed, never more
+    # (a mirror that sends more than the manifest declares is not read past it).
+    n = R.stream_hashing(io.BytesIO(data), h, limit=2500, out=out, chunk=1000)
+    assert n == 2500 and out.getvalue() == data[:2500] and h.hexdigest() == hashlib.sha256(data[:2500]).hexdigest()
+    # No limit: to EOF; no out: hash only.
+    h = hashlib.sha256()
+    assert R.stream_hashing(io.BytesIO(data), h, chunk=1000) == len(data)
+    assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+    # before_chunk runs before every read and its exception stops the copy (the deadline).
+    calls = []
+
+    def stop_at_third():
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("deadline")
+    out = io.BytesIO()
+    with pytest.raises(RuntimeError):
+        R.stream_hashing(io.BytesIO(data), hashlib.sha256(), out=out, before_chunk=stop_at_third, chunk=1000)
+    assert out.getvalue() == data[:2000]
+
+
+def test_sha256_prefix_and_file_agree_with_hashlib(tmp_path):
+    from ansible_collections.modelops.fleet.plugins.module_utils import _release as R
+    data = os.urandom((1 << 20) + 5)
+    p = tmp_path / "f"
+    p.write_bytes(data)
+    h, n = R.sha256_prefix(str(p), 1 << 20)
+    assert n == 1 << 20 and h.hexdigest() == hashlib.sha256(data[:1 << 20]).hexdigest()
+    assert R.sha256_file(str(p)) == (hashlib.sha256(data).hexdigest(), len(data))
