@@ -579,7 +579,8 @@ def collect_latency(client, served_name, probe, result, timeout, mode, fresh=Non
 
     mode record: take ``samples`` samples (the baseline of the old version). mode compare:
     take ``samples``, judge against the fresh baseline or the history; while the verdict is
-    inconclusive take ``samples`` more, up to ``max_samples``. With nothing to compare with
+    inconclusive take ``samples`` more, up to ``max_samples``; a first fail is confirmed by
+    one more round, judged with all the samples. With nothing to compare with
     the ``samples`` are still taken: they go into the host's history, which judges the next
     upgrade of a host that records no fresh baseline (one sample per upgrade would leave
     such hosts ungated for their first HISTORY_MIN_SAMPLES upgrades). Sets
@@ -593,13 +594,25 @@ def collect_latency(client, served_name, probe, result, timeout, mode, fresh=Non
         samples += sample_latencies(client, served_name, probe, timeout, arg["samples"] - len(samples))
     if mode == "compare":
         verdict = _latency.judge(samples, arg["factor"], arg["alpha"], fresh=fresh, history=history)
-        while verdict["verdict"] == "inconclusive" and len(samples) < arg["max_samples"]:
+        first_fail = None
+        while len(samples) < arg["max_samples"]:
+            if verdict["verdict"] == "fail" and first_fail is None:
+                # A fail is confirmed by a second round taken after the first, judged with
+                # both: a second of load on a shared machine (another process, a timer)
+                # slows one round, a slower release slows every round.
+                first_fail = len(samples)
+            elif verdict["verdict"] != "inconclusive":
+                break
             more = sample_latencies(client, served_name, probe, timeout,
                                     min(arg["samples"], arg["max_samples"] - len(samples)))
             if not more:
                 break
             samples += more
             verdict = _latency.judge(samples, arg["factor"], arg["alpha"], fresh=fresh, history=history)
+        if first_fail is not None:
+            verdict["first_fail_after"] = first_fail
+            if verdict["verdict"] != "fail":
+                verdict["message"] += " (a fail after %d samples was not confirmed by the next ones)" % first_fail
         result["latency_verdict"] = verdict
     result["latency_samples_ms"] = samples
 

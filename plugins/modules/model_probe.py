@@ -30,7 +30,9 @@ description:
     Mann-Whitney test against the old version's samples (or a sign test against the P90 of
     this host's last 7 days when there is no recorded baseline), outliers set aside, and
     three verdicts. An inconclusive verdict takes more samples up to C(max_samples)
-    (default 15), then fails the probe with what was measured.
+    (default 15), then fails the probe with what was measured; a fail is confirmed by a
+    second round of samples first. With no baseline the samples are still taken, for the
+    host's history.
   - Latency samples of probes that passed are kept in C(.modelops/latency.json) under
     O(model_root) for 7 days; they are observations, so the result stays unchanged.
 author:
@@ -155,7 +157,8 @@ probes:
       C(keyword_coverage) (per answer, when judged against the baseline), C(skipped)
       (assertions not judged for lack of a baseline, each with the reason), C(reason),
       C(latency_samples_ms) and C(latency_verdict) (the latency judge, with C(verdict) pass, fail,
-      inconclusive or none, C(source) fresh or history, medians, bound, p-value, message).
+      inconclusive or none, C(source) fresh or history, medians, bound, p-value, message, and
+      C(first_fail_after) when a first fail was put to a second round).
   returned: always
   type: list
   elements: dict

@@ -4,7 +4,7 @@
 # run only re-imports it if podman lost the image. Prints the podman image name.
 set -euo pipefail
 
-IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-3}"
+IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-4}"
 CACHE="${MODELOPS_CACHE:-/var/cache/modelops-fleet}"
 SUITE=bookworm
 KEY="host-image-${SUITE}-v${IMAGE_VERSION}"
@@ -47,6 +47,11 @@ if [[ ! -f "${TARBALL}" ]]; then
     chroot "${ROOTFS}" systemctl enable ssh.service >&2
     chroot "${ROOTFS}" systemctl mask getty@tty1.service console-getty.service \
         systemd-logind.service systemd-firstboot.service >&2 || true
+    # No housekeeping timers on a test host: apt-daily's random delay (up to 12 h after
+    # 06:00 and 18:00) lands inside an hour of tests on some host more often than not, and
+    # an apt-get update beside an engine is noise in every latency the tests measure.
+    chroot "${ROOTFS}" systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
+        e2scrub_all.timer fstrim.timer systemd-tmpfiles-clean.timer >&2
     rm -f "${ROOTFS}"/etc/ssh/ssh_host_*
     cat > "${ROOTFS}/etc/systemd/system/ssh-keygen.service" <<'UNIT'
 [Unit]

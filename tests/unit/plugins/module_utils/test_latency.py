@@ -141,6 +141,31 @@ def test_inconclusive_resolved_by_more_samples():
     assert len(result["latency_samples_ms"]) == 10
 
 
+def test_a_fail_from_one_slow_round_is_not_confirmed_by_the_next():
+    """One second of load (five slow answers in a row), then the engine answers as before:
+    the first round alone fails, the confirmation round brings it back within the bound."""
+    pr = probe()
+    client = FakeClient([5000.0] * 4 + [2000.0] * 20)
+    result = {"runs": [{"answer": "Paris.", "latency_ms": 5000.0, "failures": []}]}
+    P.collect_latency(client, "s", pr, result, 5, "compare", fresh=BASE)
+    v = result["latency_verdict"]
+    assert v["verdict"] == "pass" and v["first_fail_after"] == 5, v
+    assert "a fail after 5 samples was not confirmed" in v["message"]
+    assert len(result["latency_samples_ms"]) == 10
+
+
+def test_a_slower_release_is_confirmed_and_fails():
+    pr = probe()
+    client = FakeClient([5000.0] * 30)
+    result = {"runs": [{"answer": "Paris.", "latency_ms": 5000.0, "failures": []}]}
+    P.collect_latency(client, "s", pr, result, 5, "compare", fresh=BASE)
+    v = result["latency_verdict"]
+    assert v["verdict"] == "fail" and v["first_fail_after"] == 5 and v["n_new"] == 10, v
+    assert client.calls == 9
+    P.judge_probe(pr, result)
+    assert not result["passed"] and "significantly slower" in result["reason"]
+
+
 def test_record_takes_the_samples_and_compare_without_baseline_takes_them_for_the_history():
     pr = probe(samples=4, max_samples=8)
     client = FakeClient([2000.0] * 10)
