@@ -27,6 +27,10 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     MANIFEST,
     SIGNATURE,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._sync_spec import (
+    SYNC_REQUIRED_IF,
+    sync_argument_spec,
+)
 from ansible_collections.modelops.fleet.plugins.plugin_utils._trust import (
     TrustError,
     resolve_keyring,
@@ -40,6 +44,7 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = True
 
     def _read_meta(self, args):
+        """args: the validated task arguments (defaults filled in from the module's spec)."""
         src, url = args.get("src"), args.get("url")
         if src and not (src.startswith("http://") or src.startswith("https://")):
             src = os.path.expanduser(src)
@@ -57,13 +62,13 @@ class ActionModule(ActionBase):
         if not base:
             raise TrustError("model_sync needs src (a release directory on the controller) or url (a mirror)")
         try:
-            raw = open_url(base + "/" + MANIFEST, timeout=int(args.get("timeout", 30)),
-                           validate_certs=args.get("validate_certs", True)).read(MAX_META)
+            raw = open_url(base + "/" + MANIFEST, timeout=args["timeout"],
+                           validate_certs=args["validate_certs"]).read(MAX_META)
         except Exception as e:
             raise TrustError("cannot fetch %s/%s: %s" % (base, MANIFEST, e))
         try:
-            sig = open_url(base + "/" + SIGNATURE, timeout=int(args.get("timeout", 30)),
-                           validate_certs=args.get("validate_certs", True)).read(MAX_META)
+            sig = open_url(base + "/" + SIGNATURE, timeout=args["timeout"],
+                           validate_certs=args["validate_certs"]).read(MAX_META)
         except Exception:
             sig = None
         return raw, sig, base + "/" + MANIFEST
@@ -91,17 +96,25 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
+        # The module's own spec, checked here before any manifest is read: a wrong type or
+        # a missing option fails on the controller, naming the option.
+        try:
+            dummy, valid = self.validate_argument_spec(argument_spec=sync_argument_spec(),
+                                                       required_if=SYNC_REQUIRED_IF)
+        except AnsibleActionFail as e:
+            result.update(failed=True, changed=False, msg="model_sync: %s" % e.message)
+            return result
+        # The module gets the task's own arguments (its paths expand on the host), plus
+        # what is computed here.
         args = dict(self._task.args)
-        source = args.get("source", "push")
+        source = valid["source"]
         host = task_vars.get("inventory_hostname")
         try:
-            raw, sig, where = self._read_meta(args)
-            keyring = resolve_keyring(self, args.get("keyring"))
+            raw, sig, where = self._read_meta(valid)
+            keyring = resolve_keyring(self, valid["keyring"])
             dummy, sha, signer = trust_manifest(
-                raw, sig, keyring, args.get("trusted_fingerprints") or [],
-                args.get("catalog", "~/.modelops/registry.db"),
-                bool(args.get("allow_rollback", False)), where,
-                record=not self._task.check_mode)
+                raw, sig, keyring, valid["trusted_fingerprints"], valid["catalog"],
+                valid["allow_rollback"], where, record=not self._task.check_mode)
         except TrustError as e:
             result.update(failed=True, changed=False, msg="%s (host %s)" % (e, host))
             return result

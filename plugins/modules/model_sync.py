@@ -175,7 +175,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._sync import (
     Installer,
     SyncError,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._sync_spec import SYNC_REQUIRED_IF, sync_argument_spec
 
 
 class SyncManager(object):
@@ -287,24 +287,8 @@ class SyncManager(object):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            trust_argument_spec(),
-            src=dict(type="str"),
-            url=dict(type="str"),
-            source=dict(type="str", choices=["push", "mirror"], default="push"),
-            model_root=dict(type="path", default="/srv/models"),
-            space_margin_mb=dict(type="int", default=64),
-            timeout=dict(type="int", default=30),
-            sync_timeout=dict(type="int", default=0),
-            validate_certs=dict(type="bool", default=True),
-            manifest_content=dict(type="str"),
-            signature_content=dict(type="str"),
-            step=dict(type="str", choices=["plan", "install", "release"], default="install"),
-            lease=dict(type="str"),
-            lock_timeout=dict(type="int", default=60),
-            lease_timeout=dict(type="int", default=1800),
-        ),
-        required_if=[("source", "mirror", ("url",))],
+        argument_spec=sync_argument_spec(),
+        required_if=SYNC_REQUIRED_IF,
         supports_check_mode=True,
     )
     try:

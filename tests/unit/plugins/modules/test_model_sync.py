@@ -221,3 +221,53 @@ def test_a_file_planted_in_staging_is_named_and_does_not_stay(module_runner, mir
     assert not staging.exists() and not (root / MODEL / "2411").exists()
     again = module_runner("model_sync", **sync_args(root, url, "2411", raw))
     assert again["changed"] is True and (root / MODEL / "2411" / VARIANT / "model.gguf").exists(), again
+
+
+def _controller_sync(args, tmp_path):
+    import re
+    import shutil
+    import subprocess
+    import sys
+    if shutil.which("ansible") is None:
+        pytest.skip("needs the ansible CLI of the venv")
+    proc = subprocess.run(["ansible", "localhost", "-c", "local", "-i", "localhost,", "-o",
+                           "-e", "ansible_python_interpreter=%s" % sys.executable,
+                           "-m", "modelops.fleet.model_sync", "-a", json.dumps(args)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+                          timeout=300, cwd=str(tmp_path))
+    m = re.search(r"^localhost \| (\w+)!? => (\{.*\})$", proc.stdout, re.M)
+    assert m, proc.stdout[-3000:]
+    data = json.loads(m.group(2))
+    data["failed"] = m.group(1) == "FAILED"
+    return data
+
+
+def test_action_plugin_validates_the_task_against_the_module_spec_before_reading_a_manifest(tmp_path):
+    """The controller half checks the arguments with the module's own spec: a mirror sync
+    without url, or a timeout that is not a number, fails naming the option, and no
+    manifest is fetched."""
+    seen = []
+
+    class Counting(SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            seen.append(self.path)
+
+    (tmp_path / "repo").mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Counting, directory=str(tmp_path / "repo")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = "http://127.0.0.1:%d/m/1" % server.server_address[1]
+    base = {"keyring": [str(tmp_path / "no-such.asc")], "trusted_fingerprints": ["0" * 40],
+            "model_root": str(tmp_path / "models")}
+    try:
+        res = _controller_sync(dict(base, source="mirror"), tmp_path)
+        assert res["failed"] and "source is mirror but all of the following are missing: url" in res["msg"], res
+        res = _controller_sync(dict(base, source="mirror", url=url, timeout="soon"), tmp_path)
+        assert res["failed"] and "timeout" in res["msg"] and "int" in res["msg"], res
+        assert seen == []  # refused before anything was fetched
+        # Valid arguments get as far as the manifest (the spec's default timeout applies).
+        res = _controller_sync(dict(base, source="mirror", url=url), tmp_path)
+        assert res["failed"] and "cannot fetch %s/manifest.json" % url in res["msg"], res
+        assert seen and seen[0].startswith("/m/1/manifest.json")
+    finally:
+        server.shutdown()
+        server.server_close()
