@@ -2,7 +2,8 @@
 # Copyright (c) modelops.fleet contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""rollout_plan on the shipped inventories (read by Ansible's own inventory code), and the
+"""rollout_plan on the shipped inventories (read by Ansible's own inventory code), the
+failed-canary stop, the failure budget and the summary upgrade.yml decides with, and the
 text_table filter that upgrade.yml --check prints the plan with."""
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
 
-from ansible_collections.modelops.fleet.plugins.filter.rollout_plan import rollout_plan
+from ansible_collections.modelops.fleet.plugins.filter.rollout_plan import (
+    rollout_budget_spent,
+    rollout_hold,
+    rollout_plan,
+    rollout_summary,
+)
 from ansible_collections.modelops.fleet.plugins.filter.text_table import text_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -78,6 +84,62 @@ def test_unknown_policy_and_bad_canary_size_are_refused_naming_the_host():
         rollout_plan(["a"], {"a": _hv("canary", ["g"], "ten")})
 
 
+def _fleet():
+    """Two canary groups (gpu: 1 canary of 3, npu: 1 of 2), an immediate edge group and a
+    frozen host, as upgrade.yml sees them."""
+    hv = {"gpu-1": _hv("canary", ["gpu"]), "gpu-2": _hv("canary", ["gpu"]), "gpu-3": _hv("canary", ["gpu"]),
+          "npu-1": _hv("canary", ["npu"]), "npu-2": _hv("canary", ["npu"]),
+          "edge-1": _hv("immediate", ["edge"]), "edge-2": _hv("immediate", ["edge"]),
+          "crit-1": _hv("frozen", ["crit"])}
+    return rollout_plan(list(hv), hv), hv
+
+
+def test_a_failed_canary_holds_its_own_group_only():
+    plan, hv = _fleet()
+    hv["gpu-1"]["model_upgrade_status"] = "failed"
+    hv["npu-1"]["model_upgrade_status"] = "upgraded"
+    why = rollout_hold("gpu-3", plan, hv)
+    assert why == "canary gpu-1 of group gpu ended failed: the group is left alone"
+    assert rollout_hold("npu-2", plan, hv) == "" and rollout_hold("edge-1", plan, hv) == ""
+    # A canary that never finished (started) or was never reached holds its group too.
+    hv["gpu-1"]["model_upgrade_status"] = "started"
+    assert "ended started" in rollout_hold("gpu-2", plan, hv)
+    del hv["gpu-1"]["model_upgrade_status"]
+    assert rollout_hold("gpu-2", plan, hv) == "canary gpu-1 of group gpu was not upgraded: the group is left alone"
+    with pytest.raises(AnsibleFilterError, match="host nowhere is not in the rollout plan"):
+        rollout_hold("nowhere", plan, hv)
+
+
+def test_the_failure_budget_counts_failed_and_unfinished_hosts_of_the_planned_ones():
+    plan, hv = _fleet()  # 7 planned hosts (the frozen one is not)
+    hv["gpu-1"]["model_upgrade_status"] = "upgraded"
+    hv["edge-1"]["model_upgrade_status"] = "failed"
+    # 1 of 7 is 14.3 %: within 15, over 14.
+    assert not rollout_budget_spent(plan, hv, 15) and rollout_budget_spent(plan, hv, 14)
+    assert not rollout_budget_spent(plan, hv, "100")
+    hv["edge-2"]["model_upgrade_status"] = "started"
+    assert rollout_budget_spent(plan, hv, 25) and not rollout_budget_spent(plan, hv, 30)
+    # 0 %: the first failure halts the rest.
+    assert rollout_budget_spent(plan, hv, 0)
+    with pytest.raises(AnsibleFilterError, match="model_max_fail_percentage 'half' is not a number"):
+        rollout_budget_spent(plan, hv, "half")
+
+
+def test_the_summary_names_every_host_and_the_ones_that_fail_the_run():
+    plan, hv = _fleet()
+    hv["gpu-1"]["model_upgrade_status"] = "upgraded"
+    hv["npu-1"]["model_upgrade_status"] = "failed"
+    hv["edge-1"]["model_upgrade_status"] = "started"
+    hv["crit-1"]["modelops_drift"] = True
+    out = rollout_summary(plan, hv)
+    assert out["hosts"] == {"gpu-1": "upgraded", "npu-1": "failed", "gpu-2": "not upgraded", "gpu-3": "not upgraded",
+                            "npu-2": "not upgraded", "edge-1": "started", "edge-2": "not upgraded",
+                            "crit-1": "frozen (drift from pin)"}
+    assert out["failed"] == ["npu-1", "edge-1"]
+    hv["crit-1"]["modelops_drift"] = False
+    assert rollout_summary(plan, hv)["hosts"]["crit-1"] == "frozen"
+
+
 def test_text_table_aligns_columns_and_shows_missing_cells():
     lines = text_table([{"host": "gpu-01", "to": "2412/gguf-q4_1", "bytes": 123},
                         {"host": "edge-100", "to": None, "ok": True}], ["host", "to", "bytes", "ok"])
@@ -86,3 +148,59 @@ def test_text_table_aligns_columns_and_shows_missing_cells():
                      "edge-100  -               -      yes"]
     with pytest.raises(AnsibleFilterError, match="row 0 is a str"):
         text_table(["x"], ["host"])
+
+
+PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.set_fact:
+        model_upgrade_status: "{{ 'failed' if inventory_hostname == 'g1' else 'upgraded' }}"
+      when: inventory_hostname in ['g1', 'e1']
+    - ansible.builtin.set_fact:
+        modelops_drift: "{{ inventory_hostname == 'c1' }}"
+      when: inventory_hostname == 'c1'
+- hosts: localhost
+  gather_facts: false
+  vars:
+    _plan: "{{ groups['all'] | modelops.fleet.rollout_plan(hostvars) }}"
+  tasks:
+    - ansible.builtin.debug:
+        msg:
+          hold: "{{ 'g2' | modelops.fleet.rollout_hold(_plan, hostvars) }}"
+          edge: "{{ 'e2' | modelops.fleet.rollout_hold(_plan, hostvars) }}"
+          spent: "{{ _plan | modelops.fleet.rollout_budget_spent(hostvars, 10) }}"
+          summary: "{{ _plan | modelops.fleet.rollout_summary(hostvars) }}"
+"""
+
+INVENTORY = """
+all:
+  vars: {ansible_connection: local}
+  children:
+    gpu: {hosts: {g1: {}, g2: {}}, vars: {model_upgrade_policy: canary}}
+    edge: {hosts: {e1: {}, e2: {}}}
+    crit: {hosts: {c1: {}}, vars: {model_upgrade_policy: frozen}}
+"""
+
+
+def test_the_policy_filters_read_real_hostvars_in_a_playbook(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("needs the ansible CLI of the venv")
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "inv.yml").write_text(INVENTORY)
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    proc = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inv.yml"), str(tmp_path / "play.yml")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data, dummy = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    msg = data["plays"][1]["tasks"][0]["hosts"]["localhost"]["msg"]
+    assert msg["hold"] == "canary g1 of group gpu ended failed: the group is left alone"
+    assert msg["edge"] == ""
+    assert msg["spent"] is True  # 1 failed of 4 planned is over 10 %
+    assert msg["summary"]["hosts"] == {"g1": "failed", "g2": "not upgraded", "e1": "upgraded",
+                                       "e2": "not upgraded", "c1": "frozen (drift from pin)"}
+    assert msg["summary"]["failed"] == ["g1"]
