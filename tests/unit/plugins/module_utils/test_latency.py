@@ -100,6 +100,32 @@ def test_history_source_when_there_is_no_fresh_baseline():
     assert none["verdict"] == "none" and "fresh has 1, need 3" in none["message"]
 
 
+# CI's adversarial run, host unreachable case: the old version measured 102 ms in a quiet
+# minute, the new one (the same weights) 154 ms, what the host usually measures; p=0.0014.
+QUIET_FRESH = [101.0, 99.0, 104.0, 102.0, 180.0]
+USUAL_NEW = [150.0, 154.0, 158.0, 149.0, 156.0, 153.0, 160.0, 152.0, 155.0]
+HOST_HISTORY = [160.0, 158.0, 166.0, 150.0, 171.0, 162.0, 149.0, 164.0, 159.0, 170.0]
+
+
+def test_a_baseline_from_a_quiet_minute_is_lifted_to_the_hosts_usual_level():
+    assert L.judge(USUAL_NEW, 1.3, fresh=QUIET_FRESH)["verdict"] == "fail"
+    v = L.judge(USUAL_NEW, 1.3, fresh=QUIET_FRESH, history=HOST_HISTORY)
+    assert v["verdict"] == "pass" and v["source"] == "fresh", v
+    assert v["history_p50_ms"] == 161.0 and v["bound_ms"] == pytest.approx(1.3 * 161.0, abs=0.1), v
+    assert "this host's usual p50 161 ms over 10 recent samples" in v["message"] and "faster than usual" in v["message"]
+
+
+def test_a_release_slower_than_the_hosts_usual_level_still_fails():
+    v = L.judge([b * 2 for b in USUAL_NEW], 1.3, fresh=QUIET_FRESH, history=HOST_HISTORY)
+    assert v["verdict"] == "fail" and v["p_value"] < 0.05, v
+
+
+def test_a_history_faster_than_the_fresh_baseline_does_not_lower_the_bound():
+    v = L.judge([b * 1.2 for b in BASE], 1.3, fresh=BASE, history=[1000.0] * 10)
+    assert v["verdict"] == "pass" and "lifted_by" not in v and v["bound_ms"] == pytest.approx(1.3 * 2018.0, abs=0.1), v
+    assert L.judge([b * 2 for b in BASE], 1.3, fresh=BASE, history=[1000.0] * 10)["verdict"] == "fail"
+
+
 class FakeClient(object):
     """Answers with latencies from a list, in turn (no engine: the sampling loop only)."""
 
