@@ -4,7 +4,25 @@
 # that this checkout is the modelops.fleet collection.
 # Everything slow is cached outside the checkout under $MODELOPS_CACHE.
 
+# Sourced from an interactive shell (README's fleet section): the set-up runs in a child
+# bash, where `set -euo pipefail` and any failure stay, and this shell takes over only its
+# environment and directory; the user's shell options are left as they were.
+if [[ $- == *i* && "${BASH_SOURCE[0]}" != "${0}" ]]; then
+    if _modelops_env="$(MODELOPS_SETUP_PRINT_ENV=1 bash "${BASH_SOURCE[0]}")"; then
+        eval "${_modelops_env}"
+        unset _modelops_env
+        return 0
+    fi
+    unset _modelops_env
+    echo "scripts/setup.sh failed (the reason is above); this shell is unchanged" >&2
+    return 1
+fi
+
 set -euo pipefail
+if [[ -n "${MODELOPS_SETUP_PRINT_ENV:-}" ]]; then
+    # The child of an interactive source: stdout carries the environment only.
+    exec 3>&1 1>&2
+fi
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export MODELOPS_CACHE="${MODELOPS_CACHE:-/var/cache/modelops-fleet}"
 export MODELOPS_FLEET_STATE="${MODELOPS_FLEET_STATE:-/var/tmp/modelops-fleet}"
@@ -70,3 +88,10 @@ ln -sfn "${REPO}" "${REPO}/.collections/ansible_collections/modelops/fleet"
 export ANSIBLE_CONFIG="${REPO}/ansible.cfg"
 export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
 cd "${REPO}"
+
+if [[ -n "${MODELOPS_SETUP_PRINT_ENV:-}" ]]; then
+    for v in REPO MODELOPS_CACHE MODELOPS_FLEET_STATE SANITY_VENV VIRTUAL_ENV PATH ANSIBLE_CONFIG ANSIBLE_FORCE_COLOR; do
+        printf 'export %s=%q\n' "${v}" "${!v}" >&3
+    done
+    printf 'cd %q\n' "${REPO}" >&3
+fi
