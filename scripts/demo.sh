@@ -18,6 +18,9 @@ LLAMA_SERVER="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["
 MODEL_FILE="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["model_file"])' "${MODELOPS_FLEET_STATE}/artifacts.json")"
 MODEL_HF_DIR="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["model_hf_dir"])' "${MODELOPS_FLEET_STATE}/artifacts.json")"
 
+say "the collection as users get it: built with ansible-galaxy, installed into a clean path"
+use_installed_collection "${MODELOPS_FLEET_STATE}/demo-collections"
+
 say "demo fleet up (inventories/demo)"
 python tests/fleet/fleet.py up --name demo --inventory inventories/demo >/dev/null
 
@@ -56,7 +59,7 @@ publish_variant() {
         python -c 'import json,sys; c=json.load(open(sys.argv[1])); c.update(release=sys.argv[2], temperature=0.2); print(json.dumps(c, indent=2))' \
             "${MODEL_HF_DIR}/generation_config.json" "${version}" > "${src}/generation_config.json"
     fi
-    ansible-playbook playbooks/publish.yml -e publish_source="${src}" \
+    ansible-playbook modelops.fleet.publish -e publish_source="${src}" \
         -e publish_repository="${MODELOPS_FLEET_STATE}/demo-releases" \
         -e publish_release="smollm2-135m-instruct-${version}-${variant}" -e publish_sequence="${seq}" \
         -e publish_gnupghome="${GNUPGHOME_DEMO}" -e publish_key_fingerprint="${FPR}" \
@@ -70,19 +73,19 @@ publish() {
 publish 2411 1
 
 say "bootstrap: every host gets v1 (2411), whatever its group's policy (vLLM hosts: ~1 min to load)"
-ansible-playbook -i inventories/demo playbooks/upgrade.yml -e model_version=2411 -e model_upgrade_policy=immediate
+ansible-playbook -i inventories/demo modelops.fleet.upgrade -e model_version=2411 -e model_upgrade_policy=immediate
 
 say "publish v2 (2412), both variants: same weights, new generation config"
 publish 2412 2
 
 say "the plan (upgrade.yml --check): nothing changes"
-ansible-playbook -i inventories/demo playbooks/upgrade.yml --check
+ansible-playbook -i inventories/demo modelops.fleet.upgrade --check
 
 say "the main job: upgrade.yml rolls the latest release out with each group's policy (vLLM canary first)"
-ansible-playbook -i inventories/demo playbooks/upgrade.yml
+ansible-playbook -i inventories/demo modelops.fleet.upgrade
 
 say "what every host serves now, and with which engine (status.yml)"
-ansible-playbook -i inventories/demo playbooks/status.yml
+ansible-playbook -i inventories/demo modelops.fleet.status
 
 REPORTS="${MODELOPS_REPORT_DIR:-${REPO}/rollout-reports}"
 # shellcheck disable=SC2012  # names are <UTC time>-<playbook>: sorting by name is by time

@@ -89,6 +89,23 @@ export ANSIBLE_CONFIG="${REPO}/ansible.cfg"
 export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
 cd "${REPO}"
 
+# Build this checkout's collection tarball with ansible-galaxy and install it into a clean
+# collections path ($1), as a user installs it; then point Ansible at that path instead of
+# the checkout. Playbooks run from it by name: ansible-playbook modelops.fleet.upgrade.
+use_installed_collection() {
+    local dest="$1" tmp rc=0
+    tmp="$(mktemp -d)"
+    rm -rf "${dest}" && mkdir -p "${dest}" || return 1
+    ansible-galaxy collection build --force --output-path "${tmp}" "${REPO}" >/dev/null &&
+        ANSIBLE_COLLECTIONS_PATH="${dest}" ansible-galaxy collection install --force -p "${dest}" \
+            "${tmp}"/modelops-fleet-*.tar.gz >/dev/null || rc=1
+    rm -rf "${tmp}"
+    ((rc == 0)) || return 1
+    export ANSIBLE_COLLECTIONS_PATH="${dest}"
+    say "modelops.fleet $(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["collection_info"]["version"])' \
+        "${dest}/ansible_collections/modelops/fleet/MANIFEST.json") installed from its tarball in ${dest}"
+}
+
 if [[ -n "${MODELOPS_SETUP_PRINT_ENV:-}" ]]; then
     for v in REPO MODELOPS_CACHE MODELOPS_FLEET_STATE SANITY_VENV VIRTUAL_ENV PATH ANSIBLE_CONFIG ANSIBLE_FORCE_COLOR; do
         printf 'export %s=%q\n' "${v}" "${!v}" >&3

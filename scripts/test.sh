@@ -72,6 +72,17 @@ artifacts() {
     export MODELOPS_LLAMA_SERVER MODELOPS_MODEL_FILE
 }
 
+# The vLLM stage runs the collection as users install it (the tarball from ansible-galaxy
+# collection build, in a clean collections path), not the checkout.
+vllm_installed() {
+    use_installed_collection "${MODELOPS_FLEET_STATE}/vllm-collections" || return 1
+    local rc=0
+    MODELOPS_COLLECTION_UNDER_TEST="${ANSIBLE_COLLECTIONS_PATH}" python -m pytest -q -p no:cacheprovider tests/vllm \
+        --junitxml "${ARTIFACTS}/vllm-junit.xml" || rc=$?
+    unset ANSIBLE_COLLECTIONS_PATH
+    return "${rc}"
+}
+
 stage unit       python -m pytest -q -p no:cacheprovider tests/unit
 stage sanity     sanity
 stage lint       bash -c "ansible-lint --profile production && antsibull-changelog lint"
@@ -80,8 +91,7 @@ if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     stage molecule   molecule test --all
     stage integration python -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml "${ARTIFACTS}/integration-junit.xml"
-    stage vllm       python -m pytest -q -p no:cacheprovider tests/vllm \
-        --junitxml "${ARTIFACTS}/vllm-junit.xml"
+    stage vllm       vllm_installed
     stage adversarial python -m pytest -q -p no:cacheprovider tests/adversarial --junitxml "${ARTIFACTS}/adversarial-junit.xml"
 fi
 

@@ -375,6 +375,7 @@ class Recorder(object):
             states[x["state"]] = states.get(x["state"], 0) + 1
         run = {
             "schema": SCHEMA, "playbook": self.playbook, "plays": list(self.plays),
+            "collection": collection_info(),
             "start": iso(self.started), "end": iso(ended), "duration": round(ended - self.started, 3),
             "summary": {
                 "hosts": len(hosts), "states": states,
@@ -618,9 +619,12 @@ def html_page(report):
            "<title>Rollout report %s %s</title><style>%s</style></head><body>"
            % (_e(s.get("model") or ""), _e(report.get("start")), CSS)]
     out.append("<h1>Rollout report: %s</h1>" % _e(s.get("model") or report.get("playbook") or "run"))
-    out.append('<div class="meta">playbook %s &middot; started %s &middot; %.0f s &middot; releases %s</div>'
+    coll = report.get("collection") or {}
+    out.append('<div class="meta">playbook %s &middot; started %s &middot; %.0f s &middot; releases %s'
+               ' &middot; modelops.fleet %s (%s)</div>'
                % (_e(report.get("playbook")), _e(report.get("start")), total,
-                  _e(", ".join(str(r) for r in (s.get("releases") or [])) or "-")))
+                  _e(", ".join(str(r) for r in (s.get("releases") or [])) or "-"),
+                  _e(coll.get("version") or "?"), "installed" if coll.get("installed") else "source checkout"))
     out.append('<div class="cards" id="summary">')
     out.append('<div class="card"><b>%d</b><span>hosts</span></div>' % s["hosts"])
     for state, n in sorted(s["states"].items(), key=lambda kv: (kv[0] not in BAD_STATES, kv[0])):
@@ -769,6 +773,27 @@ def _task_step(task):
         return None
     value = str(value)
     return value if value and "{" not in value else None
+
+
+def collection_info(root=None):
+    """Which copy of modelops.fleet ran: its version and root, and whether it is an
+    installed collection (a MANIFEST.json, as ansible-galaxy collection install writes)
+    or a source checkout (galaxy.yml)."""
+    root = root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    info = {"name": "modelops.fleet", "version": None, "path": root, "installed": False}
+    try:
+        with open(os.path.join(root, "MANIFEST.json")) as f:
+            info.update(version=json.load(f)["collection_info"]["version"], installed=True)
+        return info
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        with open(os.path.join(root, "galaxy.yml")) as f:
+            m = re.search(r"^version:\s*['\"]?([^'\"\s]+)", f.read(), re.M)
+        info["version"] = m.group(1) if m else None
+    except OSError:
+        pass
+    return info
 
 
 class CallbackModule(CallbackBase):

@@ -105,7 +105,7 @@ class Releases(object):
         (src / "generation_config.json").write_text(json.dumps(gen, indent=2))
         if damage is not None:
             damage(src)
-        self.ansible.run("ansible-playbook", "playbooks/publish.yml",
+        self.ansible.run("ansible-playbook", "modelops.fleet.publish",
                          "-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % self.repo,
                          "-e", "publish_release=%s-%s-%s" % (MODEL, version, variant),
                          "-e", "publish_sequence=%d" % seq,
@@ -124,11 +124,11 @@ class Releases(object):
                 "inference_server_llamacpp_binary_src": self.ansible.artifacts["llama_server"]}
 
     def upgrade(self, *extra, check=True):
-        return self.ansible.playbook("playbooks/upgrade.yml", "-e", json.dumps(self.overrides()),
+        return self.ansible.playbook("modelops.fleet.upgrade", "-e", json.dumps(self.overrides()),
                                      *extra, check=check)
 
     def rollback(self, *extra, check=True):
-        return self.ansible.playbook("playbooks/rollback.yml", "-e", json.dumps(self.overrides()),
+        return self.ansible.playbook("modelops.fleet.rollback", "-e", json.dumps(self.overrides()),
                                      *extra, check=check)
 
 

@@ -125,7 +125,7 @@ def test_vllm_canary_upgrade_passes_the_probe_gate_then_the_rest(ansible, releas
     for host in GPU:
         assert "paris" in ask(vllm_fleet, host, "What is the capital of France?").lower()
     # status.yml says which engine serves each host.
-    table = ansible.playbook("playbooks/status.yml", "-e", "status_format=json",
+    table = ansible.playbook("modelops.fleet.status", "-e", "status_format=json",
                              "-e", "status_output=%s" % (releases.base / "status.json"))
     assert table.returncode == 0
     rows = dict((r["host"], r) for r in json.loads((releases.base / "status.json").read_text()))
@@ -138,6 +138,12 @@ def test_vllm_canary_upgrade_passes_the_probe_gate_then_the_rest(ansible, releas
         report = json.load(f)
     engines = dict((h["host"], h["engine"]) for h in report["hosts"])
     assert engines == dict([(h, "vllm") for h in GPU] + [(h, "llamacpp") for h in LLAMA]), engines
+    # Which copy of the collection ran: scripts/test.sh runs this suite from the tarball,
+    # installed into a clean collections path (MODELOPS_COLLECTION_UNDER_TEST), not the checkout.
+    under = os.environ.get("MODELOPS_COLLECTION_UNDER_TEST")
+    if under:
+        coll = report["collection"]
+        assert coll["installed"] and coll["path"].startswith(os.path.realpath(under) + os.sep), coll
 
 
 def test_rollback_yml_gates_a_vllm_host_on_the_engines_port(ansible, releases, vllm_fleet):

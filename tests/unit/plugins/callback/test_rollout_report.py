@@ -323,3 +323,16 @@ def test_enabled_from_ansible_cfg_with_unreachable_host(tmp_path):
     for name in ("report.json", "junit.xml", "report.html"):
         text = (latest / name).read_text()
         assert "LEAKPW" not in text and "LEAKNOLOG" not in text and "admin_password" not in text
+
+
+def test_the_report_says_which_copy_of_the_collection_ran(tmp_path):
+    src = rr.collection_info(REPO)
+    assert src["installed"] is False and src["version"] == "0.1.0" and src["path"] == REPO, src
+    (tmp_path / "MANIFEST.json").write_text(json.dumps({"collection_info": {"namespace": "modelops", "name": "fleet",
+                                                                           "version": "0.1.0"}}))
+    inst = rr.collection_info(str(tmp_path))
+    assert inst["installed"] is True and inst["version"] == "0.1.0", inst
+    report = fleet_run().report()
+    assert report["collection"]["path"] == REPO and report["collection"]["installed"] is False
+    assert "modelops.fleet 0.1.0 (installed)" in rr.html_page(dict(report, collection=inst))
+    assert "modelops.fleet 0.1.0 (source checkout)" in rr.html_page(report)
