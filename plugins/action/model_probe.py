@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 
+from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
@@ -25,14 +26,11 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
     skipped_summary,
     summarize,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
 from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import (
     apply_similarity,
     load_suite,
 )
-
-
-def _truthy(value):
-    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
 
 
 class ActionModule(ActionBase):
@@ -41,22 +39,27 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        args = dict(self._task.args)
-        if not args.get("suite") or not args.get("served_name"):
-            result.update(failed=True, msg="model_probe: suite and served_name are required")
+        # The module's own spec, checked here before the suite is loaded or a request sent:
+        # a wrong type or a missing option fails on the controller, naming the option.
+        try:
+            dummy, valid = self.validate_argument_spec(argument_spec=probe_argument_spec())
+        except AnsibleActionFail as e:
+            result.update(failed=True, changed=False, msg="model_probe: %s" % e.message)
             return result
-        factor = float(args.get("latency_factor", 1.3))
+        # The module gets the task's own arguments (model_root expands on the host).
+        args = dict(self._task.args)
+        factor = valid["latency_factor"]
         dirs = []
         if self._loader.get_basedir():
             dirs.append(self._loader.get_basedir())
         if self._task._role is not None:
             dirs.append(self._task._role._role_path)
         try:
-            path, suite = load_suite(args["suite"], factor, dirs)
+            path, suite = load_suite(valid["suite"], factor, dirs)
         except SuiteError as e:
             result.update(failed=True, changed=False, msg=str(e))
             return result
-        fail = _truthy(args.get("fail_on_failure", True))
+        fail = valid["fail_on_failure"]
         args["suite"] = json.dumps(suite)
         args["fail_on_failure"] = False
         mod = self._execute_module(module_name="modelops.fleet.model_probe", module_args=args,
@@ -68,14 +71,14 @@ class ActionModule(ActionBase):
             result["invocation"]["module_args"]["suite"] = path
         if mod.get("failed") or runs is None:
             return result
-        baseline = mod.get("baseline") if args.get("baseline") == "compare" else None
+        baseline = mod.get("baseline") if valid["baseline"] == "compare" else None
         if apply_similarity(suite["probes"], runs, baseline):
             results = []
             for p, r in zip(mod["probes"], runs):
                 r2 = dict(p)
                 r2["runs"] = runs[len(results)]
                 results.append(r2)
-            require = _truthy(args.get("require_baseline", False)) and args.get("baseline") == "compare"
+            require = valid["require_baseline"] and valid["baseline"] == "compare"
             passed, results, latency = summarize(suite["probes"], results, baseline, require)
             result.update(passed=passed, probes=[public(r) for r in results], latency=latency,
                           skipped_assertions=skipped_summary(results))

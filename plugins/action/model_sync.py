@@ -27,7 +27,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     MANIFEST,
     SIGNATURE,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._sync_spec import (
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import (
     SYNC_REQUIRED_IF,
     sync_argument_spec,
 )

@@ -22,6 +22,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     MANIFEST,
     SIGNATURE,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import verify_argument_spec
 from ansible_collections.modelops.fleet.plugins.plugin_utils._trust import (
     TrustError,
     resolve_keyring,
@@ -45,20 +46,24 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
+        # The module's own spec, checked here before anything is read from the host.
+        try:
+            dummy, valid = self.validate_argument_spec(argument_spec=verify_argument_spec())
+        except AnsibleActionFail as e:
+            result.update(failed=True, changed=False, msg="model_verify: %s" % e.message)
+            return result
+        # The module gets the task's own arguments (its paths expand on the host).
         args = dict(self._task.args)
-        path = args.get("path")
-        if not path:
-            raise AnsibleActionFail("model_verify: path is required")
+        path = args["path"]
         host = task_vars.get("inventory_hostname")
         manifest_path = os.path.join(path, MANIFEST)
         raw = self._slurp(manifest_path, task_vars)
         sig = self._slurp(os.path.join(path, SIGNATURE), task_vars, missing_ok=True)
         try:
-            keyring = resolve_keyring(self, args.get("keyring"))
+            keyring = resolve_keyring(self, valid["keyring"])
             dummy, sha, signer = trust_manifest(
-                raw, sig, keyring, args.get("trusted_fingerprints") or [],
-                args.get("catalog", "~/.modelops/registry.db"),
-                bool(args.get("allow_rollback", False)), "%s on %s" % (manifest_path, host),
+                raw, sig, keyring, valid["trusted_fingerprints"], valid["catalog"],
+                valid["allow_rollback"], "%s on %s" % (manifest_path, host),
                 record=not self._task.check_mode)
         except TrustError as e:
             result.update(failed=True, msg=str(e), changed=False)

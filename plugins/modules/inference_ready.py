@@ -37,16 +37,6 @@ attributes:
     support: none
     description: Nothing is changed, so there is no diff.
 options:
-  url:
-    description: Base URL of the API as seen from the target host.
-    type: str
-    default: http://127.0.0.1:8080
-  served_name:
-    description:
-      - Model name the engine must list in C(/v1/models) and that the completion uses
-        (llama.cpp C(--alias), vLLM C(--served-model-name)).
-    type: str
-    required: true
   timeout:
     description: Seconds to wait in total before failing.
     type: int
@@ -63,9 +53,6 @@ options:
     description: Token limit of the readiness completion.
     type: int
     default: 16
-  api_key:
-    description: Bearer token for engines started with an API key.
-    type: str
   unit:
     description:
       - Name of the systemd unit running the engine. When set, a unit that is not active
@@ -87,6 +74,8 @@ options:
         started from. Fails, naming both, when the engine's working directory is another
         release. Requires O(unit); reading another process's working directory needs root.
     type: path
+extends_documentation_fragment:
+  - modelops.fleet.engine_api
 """
 
 EXAMPLES = r"""

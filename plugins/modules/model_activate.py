@@ -42,10 +42,6 @@ attributes:
     support: full
     description: Shows C(current) and C(previous) before and after.
 options:
-  model_root:
-    description: Directory holding the installed models.
-    type: path
-    default: /srv/models
   model_name:
     description: Model name, for example C(qwen3-4b-instruct).
     type: str
@@ -96,6 +92,8 @@ notes:
 seealso:
   - module: modelops.fleet.model_info
   - module: modelops.fleet.model_verify
+extends_documentation_fragment:
+  - modelops.fleet.model_store
 """
 
 EXAMPLES = r"""

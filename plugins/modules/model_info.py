@@ -30,10 +30,6 @@ attributes:
     support: none
     description: Read-only.
 options:
-  model_root:
-    description: Directory holding the installed models.
-    type: path
-    default: /srv/models
   model_name:
     description:
       - Report only this model (and only its ledger events, plus events that concern no
@@ -45,6 +41,8 @@ options:
     default: 20
 seealso:
   - module: modelops.fleet.model_activate
+extends_documentation_fragment:
+  - modelops.fleet.model_store
 """
 
 EXAMPLES = r"""

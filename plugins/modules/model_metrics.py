@@ -47,10 +47,6 @@ options:
         those). Its directory is created (mode 0755) when missing.
     type: path
     default: /var/lib/node_exporter/textfile_collector/modelops_fleet.prom
-  model_root:
-    description: Directory holding the installed models and the host ledger.
-    type: path
-    default: /srv/models
   model_name:
     description: Describe only this model. All models under O(model_root) when omitted.
     type: str
@@ -93,6 +89,8 @@ seealso:
 notes:
   - The textfile collector must be enabled in node_exporter with
     C(--collector.textfile.directory) pointing at the directory of O(path).
+extends_documentation_fragment:
+  - modelops.fleet.model_store
 """
 
 EXAMPLES = r"""

@@ -48,14 +48,6 @@ attributes:
     support: full
     description: The action plugin loads the suite and evaluates similarity on the controller.
 options:
-  url:
-    description: Base URL of the API as seen from the target host.
-    type: str
-    default: http://127.0.0.1:8080
-  served_name:
-    description: Model name sent in the requests and expected in C(/v1/models).
-    type: str
-    required: true
   suite:
     description:
       - Path on the controller to a YAML probe suite, or the name of a shipped suite
@@ -63,13 +55,6 @@ options:
       - The action plugin replaces it with the validated suite as JSON before the module runs.
     type: str
     required: true
-  api_key:
-    description: Bearer token for engines started with an API key.
-    type: str
-  model_root:
-    description: Directory whose C(.modelops/state.json) ledger holds the baselines.
-    type: path
-    default: /srv/models
   baseline:
     description:
       - V(record) stores this run's latencies (p50/p90) and answers as a C(probe_baseline)
@@ -106,6 +91,9 @@ options:
     description: Fail the task, naming each failing probe and why, when the suite does not pass.
     type: bool
     default: true
+extends_documentation_fragment:
+  - modelops.fleet.engine_api
+  - modelops.fleet.model_store
 """
 
 EXAMPLES = r"""
@@ -210,20 +198,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
     skipped_summary,
     summarize,
 )
-
-ARGUMENT_SPEC = dict(
-    url=dict(type="str", default="http://127.0.0.1:8080"),
-    served_name=dict(type="str", required=True),
-    suite=dict(type="str", required=True),
-    api_key=dict(type="str", no_log=True),
-    model_root=dict(type="path", default="/srv/models"),
-    baseline=dict(type="str", choices=["record", "compare", "ignore"], default="ignore"),
-    model_name=dict(type="str"),
-    latency_factor=dict(type="float", default=1.3),
-    timeout=dict(type="int", default=60),
-    require_baseline=dict(type="bool", default=False),
-    fail_on_failure=dict(type="bool", default=True),
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
 
 
 def last_baseline(model_root, served_name, model_name, suite_name):
@@ -259,7 +234,7 @@ def record_history(module, history, p, probes, results):
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=probe_argument_spec(), supports_check_mode=True)
     p = module.params
     try:
         suite = json.loads(p["suite"])

@@ -41,6 +41,7 @@ attributes:
     support: full
     description: Signature checks and the push transfer run on the controller.
 extends_documentation_fragment:
+  - modelops.fleet.model_store
   - modelops.fleet.trust
 options:
   src:
@@ -59,10 +60,6 @@ options:
     type: str
     choices: [push, mirror]
     default: push
-  model_root:
-    description: Model root on the host.
-    type: path
-    default: /srv/models
   space_margin_mb:
     description: Free space required on top of the bytes still to transfer, in MiB.
     type: int
@@ -175,7 +172,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._sync import (
     Installer,
     SyncError,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._sync_spec import SYNC_REQUIRED_IF, sync_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import SYNC_REQUIRED_IF, sync_argument_spec
 
 
 class SyncManager(object):

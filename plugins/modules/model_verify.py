@@ -157,7 +157,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     release_name,
     verify_tree,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import verify_argument_spec
 
 
 class ReleaseVerifier(object):
@@ -212,14 +212,7 @@ class ReleaseVerifier(object):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            trust_argument_spec(),
-            path=dict(type="path", required=True),
-            full=dict(type="bool", default=False),
-            hash_cache=dict(type="str", default="auto"),
-            check_layout=dict(type="bool", default=True),
-            manifest_sha256=dict(type="str"),
-        ),
+        argument_spec=verify_argument_spec(),
         supports_check_mode=True,
     )
     try:

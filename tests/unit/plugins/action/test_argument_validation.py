@@ -1,0 +1,57 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The action plugins of model_probe and model_verify check a task against the module's own
+argument spec (module_utils/_specs.py) on the controller, before they load a suite, send a
+request or read a manifest: a wrong type or a missing option fails naming the option."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+
+def adhoc(module, args, tmp_path):
+    """ansible localhost -m <module> -a <args>: (status word, result)."""
+    proc = subprocess.run(["ansible", "localhost", "-c", "local", "-i", "localhost,", "-o",
+                           "-e", "ansible_python_interpreter=%s" % sys.executable,
+                           "-m", module, "-a", json.dumps(args)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, timeout=300,
+                          cwd=str(tmp_path))
+    m = re.search(r"^localhost \| (\w+)!? => (\{.*\})$", proc.stdout, re.M)
+    assert m, proc.stdout[-3000:]
+    return m.group(1), json.loads(m.group(2))
+
+
+def test_model_probe_task_is_validated_before_any_request_stub_engine(stub_engine, tmp_path):
+    with stub_engine(models=["smollm2"]) as engine:
+        status, res = adhoc("modelops.fleet.model_probe", {"url": engine.url, "served_name": "smollm2",
+                                                           "suite": "smoke", "timeout": "soon"}, tmp_path)
+        assert status == "FAILED" and res["msg"].startswith("model_probe: ") and "timeout" in res["msg"], res
+        status, res = adhoc("modelops.fleet.model_probe", {"url": engine.url, "suite": "smoke"}, tmp_path)
+        assert status == "FAILED" and "missing required arguments: served_name" in res["msg"], res
+        status, res = adhoc("modelops.fleet.model_probe", {"url": engine.url, "served_name": "smollm2",
+                                                           "suite": "smoke", "baseline": "sometimes"}, tmp_path)
+        assert status == "FAILED" and "baseline" in res["msg"] and "record, compare, ignore" in res["msg"], res
+        assert engine.requests == []  # nothing was sent
+        # A valid task gets as far as the engine; the spec's defaults apply (fail_on_failure).
+        status, res = adhoc("modelops.fleet.model_probe", {"url": engine.url, "served_name": "smollm2",
+                                                           "suite": "smoke"}, tmp_path)
+        assert engine.requests and res["suite"].endswith("probe_suites/smoke.yml"), res
+
+
+def test_model_verify_task_is_validated_before_the_manifest_is_read(tmp_path):
+    release = tmp_path / "release"
+    release.mkdir()
+    base = {"path": str(release), "keyring": [str(tmp_path / "k.asc")], "trusted_fingerprints": ["0" * 40]}
+    status, res = adhoc("modelops.fleet.model_verify", dict(base, allow_rollback="maybe"), tmp_path)
+    assert status == "FAILED" and res["msg"].startswith("model_verify: ") and "allow_rollback" in res["msg"], res
+    status, res = adhoc("modelops.fleet.model_verify", {"keyring": base["keyring"],
+                                                        "trusted_fingerprints": base["trusted_fingerprints"]}, tmp_path)
+    assert status == "FAILED" and "missing required arguments: path" in res["msg"], res
+    # Valid arguments get as far as reading the manifest, which this directory lacks.
+    status, res = adhoc("modelops.fleet.model_verify", base, tmp_path)
+    assert status == "FAILED" and "manifest.json" in res["msg"] and not res["msg"].startswith("model_verify: "), res
