@@ -17,7 +17,9 @@ import xml.etree.ElementTree as ET
 
 from ansible.executor.stats import AggregateStats
 
-from ansible_collections.modelops.fleet.plugins.callback import rollout_report as rr
+from ansible_collections.modelops.fleet.plugins.plugin_utils import _report_record as record
+from ansible_collections.modelops.fleet.plugins.plugin_utils import _report_render as render
+from ansible_collections.modelops.fleet.plugins.plugin_utils import _report_write as write
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
@@ -83,7 +85,7 @@ class Run(object):
 
     def __init__(self):
         self.clock = Clock()
-        self.rec = rr.Recorder(now=self.clock)
+        self.rec = record.Recorder(now=self.clock)
         self.rec.playbook = "upgrade.yml"
         self.stats = AggregateStats()
 
@@ -214,19 +216,19 @@ def test_report_per_host_steps_probes_rollback_and_states():
 def test_no_secret_reaches_any_report(tmp_path):
     run = fleet_run()
     report = run.report()
-    run_dir = rr.write_reports(report, str(tmp_path), run.rec.started, "upgrade.yml")
+    run_dir = write.write_reports(report, str(tmp_path), run.rec.started, "upgrade.yml")
     for name in ("report.json", "junit.xml", "report.html"):
         with open(os.path.join(run_dir, name)) as f:
             text = f.read()
         for leak in ("LEAK1", "LEAK2", "LEAK3", "LEAK4", "LEAK5", "api_key", "DB_PASSWORD", "api_token"):
             assert leak not in text, (name, leak)
-    assert rr.scrub({"a": {"Secret_X": 1, "ok": [{"token": 2, "k": 3}]}, "api_key": 4}) == {"a": {"ok": [{"k": 3}]}}
+    assert record.scrub({"a": {"Secret_X": 1, "ok": [{"token": 2, "k": 3}]}, "api_key": 4}) == {"a": {"ok": [{"k": 3}]}}
 
 
 def test_junit_and_html_are_well_formed_and_escaped(tmp_path):
     run = fleet_run()
     report = run.report()
-    run_dir = rr.write_reports(report, str(tmp_path), run.rec.started, "upgrade.yml")
+    run_dir = write.write_reports(report, str(tmp_path), run.rec.started, "upgrade.yml")
     assert os.path.basename(run_dir).endswith("-upgrade")
     assert os.path.realpath(os.path.join(str(tmp_path), "latest")) == os.path.realpath(run_dir)
     root = ET.parse(os.path.join(run_dir, "junit.xml")).getroot()
@@ -254,7 +256,7 @@ def test_junit_and_html_are_well_formed_and_escaped(tmp_path):
     assert rows == [("gpu-02", "failed"), ("edge-01", "unreachable"), ("gpu-01", "upgraded"), ("crit-01", "frozen")]
     assert page.count('aria-label="timeline of ') == 3 and 'aria-label="probe latency of gpu-01"' in page
     # a second run gets its own directory and becomes latest
-    second = rr.write_reports(report, str(tmp_path), run.rec.started, "upgrade.yml")
+    second = write.write_reports(report, str(tmp_path), run.rec.started, "upgrade.yml")
     assert second != run_dir and os.path.realpath(os.path.join(str(tmp_path), "latest")) == os.path.realpath(second)
 
 
@@ -326,13 +328,13 @@ def test_enabled_from_ansible_cfg_with_unreachable_host(tmp_path):
 
 
 def test_the_report_says_which_copy_of_the_collection_ran(tmp_path):
-    src = rr.collection_info(REPO)
+    src = record.collection_info(REPO)
     assert src["installed"] is False and src["version"] == "0.1.0" and src["path"] == REPO, src
     (tmp_path / "MANIFEST.json").write_text(json.dumps({"collection_info": {"namespace": "modelops", "name": "fleet",
                                                                            "version": "0.1.0"}}))
-    inst = rr.collection_info(str(tmp_path))
+    inst = record.collection_info(str(tmp_path))
     assert inst["installed"] is True and inst["version"] == "0.1.0", inst
     report = fleet_run().report()
     assert report["collection"]["path"] == REPO and report["collection"]["installed"] is False
-    assert "modelops.fleet 0.1.0 (installed)" in rr.html_page(dict(report, collection=inst))
-    assert "modelops.fleet 0.1.0 (source checkout)" in rr.html_page(report)
+    assert "modelops.fleet 0.1.0 (installed)" in render.html_page(dict(report, collection=inst))
+    assert "modelops.fleet 0.1.0 (source checkout)" in render.html_page(report)
