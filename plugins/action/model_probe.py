@@ -20,12 +20,12 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
-    SuiteError,
     failure_message,
     public,
     skipped_summary,
     summarize,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import SuiteError
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
 from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import (
     apply_similarity,

@@ -185,18 +185,21 @@ from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import 
     OpenAIClient,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
-    SuiteError,
     apply_previous,
     baseline_from,
     collect_latency,
     failure_message,
     fresh_latencies,
-    normalize_suite,
     public,
     request_digest,
     run_probe,
     skipped_summary,
     summarize,
+)
+from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import (
+    SuiteError,
+    is_normalized,
+    normalize_suite,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
 
@@ -241,10 +244,14 @@ def main():
     except ValueError:
         module.fail_json(msg="suite must be the suite as JSON (the model_probe action plugin loads %s on "
                              "the controller); run the module through modelops.fleet.model_probe" % p["suite"])
-    try:
-        suite = normalize_suite(suite, p["latency_factor"], source=suite.get("name", "suite") if isinstance(suite, dict) else "suite")
-    except SuiteError as e:
-        module.fail_json(msg="malformed probe suite, nothing was sent: %s" % e)
+    if not is_normalized(suite):
+        # The action plugin validated and normalized the suite once on the controller; a
+        # suite from elsewhere is validated here.
+        try:
+            suite = normalize_suite(suite, p["latency_factor"],
+                                    source=suite.get("name", "suite") if isinstance(suite, dict) else "suite")
+        except SuiteError as e:
+            module.fail_json(msg="malformed probe suite, nothing was sent: %s" % e)
 
     baseline = None
     if p["baseline"] == "compare":

@@ -16,10 +16,10 @@ import sys
 
 import yaml
 
-from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
+from ansible_collections.modelops.fleet.plugins.module_utils._probe import previous_answers
+from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import (
     SuiteError,
     normalize_suite,
-    previous_answers,
 )
 
 SUITES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "probe_suites"))

@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.modelops.fleet.plugins.module_utils import _latency as L
 from ansible_collections.modelops.fleet.plugins.module_utils import _probe as P
+from ansible_collections.modelops.fleet.plugins.module_utils import _probe_schema as S
 
 BASE = [2018.0, 1950.0, 2100.0, 1990.0, 2050.0]
 
@@ -139,7 +140,7 @@ class FakeClient(object):
 
 
 def probe(**arg):
-    return P.normalize_suite({"probes": [{"name": "p", "prompt": "Capital of France?",
+    return S.normalize_suite({"probes": [{"name": "p", "prompt": "Capital of France?",
                                           "assert": [{"latency_vs_baseline": arg}]}]})["probes"][0]
 
 
@@ -232,6 +233,6 @@ def test_a_host_without_fresh_baselines_is_gated_by_its_history_from_its_second_
     ({"alpha": 0.9}, "alpha must be between 0 and 0.5"),
 ])
 def test_bad_judge_settings_are_refused_naming_the_probe(arg, words):
-    with pytest.raises(P.SuiteError) as e:
+    with pytest.raises(S.SuiteError) as e:
         probe(**arg)
     assert words in str(e.value) and "(p)" in str(e.value)

@@ -9,19 +9,20 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
-    SuiteError,
     apply_previous,
     baseline_from,
-    detect_formats,
-    extract_keywords,
-    format_losses,
     judge_probe,
-    keyword_coverage,
-    normalize_suite,
     previous_answers,
     request_digest,
     skipped_summary,
     summarize,
+)
+from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import SuiteError, normalize_suite
+from ansible_collections.modelops.fleet.plugins.module_utils._probe_text import (
+    detect_formats,
+    extract_keywords,
+    format_losses,
+    keyword_coverage,
 )
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
-    SuiteError,
     baseline_from,
     judge_probe,
-    normalize_suite,
     percentile,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import SuiteError, normalize_suite
 from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import (
     apply_similarity,
     load_suite,
