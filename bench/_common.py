@@ -174,6 +174,14 @@ def fmt_seconds(x, digits=2):
     return "%.*f ms" % (max(digits - 1, 0), x * 1000)
 
 
+def fmt_range(s, digits=2):
+    """'1.23–1.45 s' for a summary's min and max (digits after the point), or
+    milliseconds when the max is below 0.1 s."""
+    if s["max"] < 0.1:
+        return "%.*f–%.*f ms" % (max(digits - 1, 0), s["min"] * 1000, max(digits - 1, 0), s["max"] * 1000)
+    return "%.*f–%.*f s" % (digits, s["min"], digits, s["max"])
+
+
 def verdict(ok):
     return "**pass**" if ok else "**miss**"
 

@@ -47,7 +47,7 @@ import urllib.error
 import urllib.request
 
 import _common
-from _common import (REPO, Ansible, BenchError, Canvas, first_line, fleet, fmt_seconds, loadavg, make_log, nice_step,
+from _common import (REPO, Ansible, BenchError, Canvas, first_line, fleet, fmt_range, fmt_seconds, loadavg, make_log, nice_step,
                      series, summary, utc_now, verdict, write_json)
 
 DOC = os.path.join(REPO, "docs", "performance.md")
@@ -708,14 +708,6 @@ def draw_chart(path, ro):
 
 # --------------------------------------------------------------------------- report
 
-def fmt_s(x):
-    return fmt_seconds(x, 2)
-
-
-def fmt_range(s):
-    return "%.2f–%.2f s" % (s["min"], s["max"])
-
-
 def render(res, an, doc_path, png_path):
     m = res["machine"]
     p = res["params"]
@@ -761,30 +753,30 @@ def render(res, an, doc_path, png_path):
     no = an.get("noop")
     if no:
         lines.append("| No-op `upgrade.yml` (all at the target) vs `ansible all -m ping`, %d hosts | %s | %s | %.2f × | ≤ %.2f × | %s |" % (
-            n_hosts, fmt_s(no["noop_wall_s"]["median"]), fmt_s(no["ping_wall_s"]["median"]), no["ratio"], NOOP_RATIO_GOAL,
+            n_hosts, fmt_seconds(no["noop_wall_s"]["median"]), fmt_seconds(no["ping_wall_s"]["median"]), no["ratio"], NOOP_RATIO_GOAL,
             verdict(no["goal_met"])))
         lines.append("| Per-host overhead of the no-op upgrade over ping ((upgrade − ping) / %d hosts) | %s | — | — | (context) | — |" % (
-            n_hosts, fmt_s(no["per_host_overhead_s"])))
+            n_hosts, fmt_seconds(no["per_host_overhead_s"])))
     ro = an.get("rollout")
     if ro:
         g = ro["grouped"]
         lines.append("| Canary rollout v(n) → v(n+1), wall time | %s | — | sync %s, restart+ready %s, probes %s, soak %s, "
                      "everything else %s | (report) | — |" % (
-                         fmt_s(ro["wall_s"]["median"]), fmt_s(g["sync"]["median"]), fmt_s(g["restart+ready"]["median"]),
-                         fmt_s(g["probes"]["median"]), fmt_s(g["soak"]["median"]), fmt_s(g["everything else"]["median"])))
+                         fmt_seconds(ro["wall_s"]["median"]), fmt_seconds(g["sync"]["median"]), fmt_seconds(g["restart+ready"]["median"]),
+                         fmt_seconds(g["probes"]["median"]), fmt_seconds(g["soak"]["median"]), fmt_seconds(g["everything else"]["median"])))
     dt = an.get("downtime")
     if dt:
         for h, e in dt.items():
             if e["wave"] == "frozen":
                 lines.append("| Downtime of %s (frozen, not upgraded: the control) | %s | — | — | no outage | %s |" % (
-                    h, fmt_s(e["completion"]["median"]), verdict(max(e["outages"] or [0]) == 0)))
+                    h, fmt_seconds(e["completion"]["median"]), verdict(max(e["outages"] or [0]) == 0)))
                 continue
             lines.append("| Downtime of %s (%s), completion | %s (max %s) | engine start (restart → `/health`, %s): %s | "
                          "%.2f × | ≤ start + %.1f s = %s | %s |" % (
-                             h, e["wave"], fmt_s(e["completion"]["median"]), fmt_s(e["completion"]["max"]),
+                             h, e["wave"], fmt_seconds(e["completion"]["median"]), fmt_seconds(e["completion"]["max"]),
                              "alone" if e["wave"] == "canary" else "the second wave's hosts at once",
-                             fmt_s(e["start_health_s"]), e["completion"]["median"] / e["start_health_s"],
-                             DOWNTIME_SLACK_GOAL, fmt_s(e["limit_s"]), verdict(e["goal_met"])))
+                             fmt_seconds(e["start_health_s"]), e["completion"]["median"] / e["start_health_s"],
+                             DOWNTIME_SLACK_GOAL, fmt_seconds(e["limit_s"]), verdict(e["goal_met"])))
     if ro:
         lines += ["", "### Rollout time per step", "",
                   "Wall time of one rollout split by step: each task (and handler) owns the time from its start to the "
@@ -799,10 +791,10 @@ def render(res, an, doc_path, png_path):
             s = ro["spans"][k]
             if not s or s["max"] <= 0.0:
                 continue
-            lines.append("| %s | %s | %s | %.0f%% |" % (label, fmt_s(s["median"]), fmt_range(s), 100 * s["median"] / total))
-        lines.append("| **total** (wall time of `ansible-playbook`) | %s | %s | 100%% |" % (fmt_s(total), fmt_range(ro["wall_s"])))
+            lines.append("| %s | %s | %s | %.0f%% |" % (label, fmt_seconds(s["median"]), fmt_range(s), 100 * s["median"] / total))
+        lines.append("| **total** (wall time of `ansible-playbook`) | %s | %s | 100%% |" % (fmt_seconds(total), fmt_range(ro["wall_s"])))
         plays = ro["plays"]
-        lines += ["", "By play: %s." % "; ".join("%s %s" % (k, fmt_s(v["median"])) for k, v in plays.items())]
+        lines += ["", "By play: %s." % "; ".join("%s %s" % (k, fmt_seconds(v["median"])) for k, v in plays.items())]
         hs = ro["host_steps"]
         if hs:
             steps_seen = [k for k, dummy, dummy2 in STEPS if any(k in d for d in hs.values())]
@@ -810,7 +802,7 @@ def render(res, an, doc_path, png_path):
                       "across hosts):", "",
                       "| Host | " + " | ".join(steps_seen) + " |", "|---|" + "---|" * len(steps_seen)]
             for h in sorted(hs):
-                lines.append("| %s | %s |" % (h, " | ".join(fmt_s(hs[h][k]["median"]) if k in hs[h] else "—" for k in steps_seen)))
+                lines.append("| %s | %s |" % (h, " | ".join(fmt_seconds(hs[h][k]["median"]) if k in hs[h] else "—" for k in steps_seen)))
         chart = res.get("chart")
         if chart:
             lines += ["", "![Rollout time per step](%s)" % rel_png, "",
@@ -833,11 +825,11 @@ def render(res, an, doc_path, png_path):
             a = st["alone"].get(h)
             w = st["wave2"].get(h)
             lines.append("| %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s | %s |" % (
-                h, e["wave"], fmt_s(e["models"]["median"]), fmt_s(e["completion"]["median"]), fmt_range(e["completion"]),
+                h, e["wave"], fmt_seconds(e["models"]["median"]), fmt_seconds(e["completion"]["median"]), fmt_range(e["completion"]),
                 ", ".join(str(o) for o in e["outages"]),
-                fmt_s(a["health_s"]["median"]) if a else "—", fmt_s(a["completion_s"]["median"]) if a else "—",
-                fmt_s(w["health_s"]["median"]) if w else ("(alone)" if a else "—"),
-                fmt_s(e["limit_s"]) if "limit_s" in e else "—",
+                fmt_seconds(a["health_s"]["median"]) if a else "—", fmt_seconds(a["completion_s"]["median"]) if a else "—",
+                fmt_seconds(w["health_s"]["median"]) if w else ("(alone)" if a else "—"),
+                fmt_seconds(e["limit_s"]) if "limit_s" in e else "—",
                 verdict(e["goal_met"]) if "goal_met" in e else "—"))
     if dt and any(e.get("restart_parts") for e in dt.values()):
         lines += ["", "The restart outage from the engine unit's journal on the host (`journalctl -u %s`: `Stopping`, "
@@ -853,10 +845,10 @@ def render(res, an, doc_path, png_path):
             a = an["start"]["alone"].get(h)
 
             def cell(k, rp=rp):
-                return fmt_s(rp[k]["median"]) if rp.get(k) else "—"
+                return fmt_seconds(rp[k]["median"]) if rp.get(k) else "—"
             lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 h, cell("outage_s"), cell("before_stop_s"), cell("stop_s"), cell("systemd_s"), cell("start_to_answer_s"),
-                cell("start_to_init_s"), fmt_s(a["health_s"]["median"]) if a else "—"))
+                cell("start_to_init_s"), fmt_seconds(a["health_s"]["median"]) if a else "—"))
     lines += ["", "### Reading the numbers", ""]
     lines += ["- " + n for n in notes(res, an)]
     lines += ["", "### Commands", ""]
@@ -872,16 +864,16 @@ def notes(res, an):
     if no:
         text = ("No-op upgrade: `upgrade.yml` with every host already at the target takes %.2f × the time of `ansible all "
                 "-m ping` over the same %d hosts and inventory (%s against %s), %s per host more. " % (
-                    no["ratio"], n_hosts, fmt_s(no["noop_wall_s"]["median"]), fmt_s(no["ping_wall_s"]["median"]),
-                    fmt_s(no["per_host_overhead_s"])))
+                    no["ratio"], n_hosts, fmt_seconds(no["noop_wall_s"]["median"]), fmt_seconds(no["ping_wall_s"]["median"]),
+                    fmt_seconds(no["per_host_overhead_s"])))
         if no["goal_met"]:
             text += "Within the goal of %.1f ×." % NOOP_RATIO_GOAL
         else:
             text += ("**Misses** the goal of %.1f ×: it would have to finish in %s, %s (%.0f%%) less. " % (
-                NOOP_RATIO_GOAL, fmt_s(no["needed_s"]), fmt_s(no["noop_wall_s"]["median"] - no["needed_s"]),
+                NOOP_RATIO_GOAL, fmt_seconds(no["needed_s"]), fmt_seconds(no["noop_wall_s"]["median"] - no["needed_s"]),
                 100 * (no["noop_wall_s"]["median"] - no["needed_s"]) / no["noop_wall_s"]["median"]))
         sp = no["spans"]
-        parts = ["%s %s" % (STEP_LABELS[k].split(" (")[0], fmt_s(sp[k]["median"])) for k, dummy, dummy2 in STEPS
+        parts = ["%s %s" % (STEP_LABELS[k].split(" (")[0], fmt_seconds(sp[k]["median"])) for k, dummy, dummy2 in STEPS
                  if sp[k] and sp[k]["median"] >= 0.05]
         text += ("Why: a ping run is one module round trip per host; the no-op upgrade is the whole rollout with nothing "
                  "to do, in %d plays that run one after the other, with these task and handler runs per host: %s; its time "
@@ -891,7 +883,7 @@ def notes(res, an):
         out.append(text)
         if no["slowest"]:
             out.append("The no-op's slowest tasks (wall time from the task's start to the next, median): %s." % "; ".join(
-                "%s (%s, %s) %s" % (t["name"], t["play"], t["step"], fmt_s(t["span_s"]["median"])) for t in no["slowest"][:8]))
+                "%s (%s, %s) %s" % (t["name"], t["play"], t["step"], fmt_seconds(t["span_s"]["median"])) for t in no["slowest"][:8]))
         if no["changed"]:
             out.append("**The no-op upgrade reported changes**, which a no-op should not: %s." % ", ".join(no["changed"][:10]))
         else:
@@ -903,11 +895,11 @@ def notes(res, an):
         out.append("Rollout: %s in all (median); sync %s (%.0f%%), restart+ready %s (%.0f%%), probes %s (%.0f%%), soak %s "
                    "(%.0f%%), everything else (Ansible start-up, the controller play, bookkeeping tasks, the frozen and "
                    "summary plays) %s (%.0f%%)." % (
-                       fmt_s(total), fmt_s(g["sync"]["median"]), 100 * g["sync"]["median"] / total,
-                       fmt_s(g["restart+ready"]["median"]), 100 * g["restart+ready"]["median"] / total,
-                       fmt_s(g["probes"]["median"]), 100 * g["probes"]["median"] / total,
-                       fmt_s(g["soak"]["median"]), 100 * g["soak"]["median"] / total,
-                       fmt_s(g["everything else"]["median"]), 100 * g["everything else"]["median"] / total))
+                       fmt_seconds(total), fmt_seconds(g["sync"]["median"]), 100 * g["sync"]["median"] / total,
+                       fmt_seconds(g["restart+ready"]["median"]), 100 * g["restart+ready"]["median"] / total,
+                       fmt_seconds(g["probes"]["median"]), 100 * g["probes"]["median"] / total,
+                       fmt_seconds(g["soak"]["median"]), 100 * g["soak"]["median"] / total,
+                       fmt_seconds(g["everything else"]["median"]), 100 * g["everything else"]["median"] / total))
         if not (ro["spans"]["probe"] and ro["spans"]["probe"]["max"] > 0):
             out.append("No `model_probe` task ran in these rollouts: the role in this checkout gates on `inference_ready` "
                        "(a real completion) only, so the probes step is 0 here; it will show once the role runs the probe "
@@ -919,32 +911,32 @@ def notes(res, an):
             if e["wave"] == "frozen":
                 out.append("%s (frozen) is the control: it is polled the same way and not restarted; its longest gap, %s, is "
                            "what polling alone shows on this loaded machine%s." % (
-                               h, fmt_s(e["completion"]["median"]),
+                               h, fmt_seconds(e["completion"]["median"]),
                                "" if max(e["outages"] or [0]) == 0 else " (some of its requests failed: %s outages per rollout)" % (
                                    ", ".join(str(o) for o in e["outages"]))))
                 continue
             text = ("%s (%s): did not answer a completion for %s (median over the rounds, max %s); its engine starts in %s "
                     "alone and %s with its wave, so the goal is %s. " % (
-                        h, e["wave"], fmt_s(e["completion"]["median"]), fmt_s(e["completion"]["max"]),
-                        fmt_s(e["start_alone_s"]), fmt_s(e["start_health_s"]), fmt_s(e["limit_s"])))
+                        h, e["wave"], fmt_seconds(e["completion"]["median"]), fmt_seconds(e["completion"]["max"]),
+                        fmt_seconds(e["start_alone_s"]), fmt_seconds(e["start_health_s"]), fmt_seconds(e["limit_s"])))
             if e["goal_met"]:
                 text += "Within the goal."
             else:
-                text += "**Misses** it by %s." % fmt_s(e["excess_s"])
+                text += "**Misses** it by %s." % fmt_seconds(e["excess_s"])
             rp = e.get("restart_parts")
             if rp and rp.get("start_to_answer_s") and rp.get("stop_s"):
                 text += (" In the unit's journal the rollout's restart took %s to stop llama-server and %s from `Started` to "
                          "the first answer, against %s for a whole restart to `/health` with nothing else running." % (
-                             fmt_s(rp["stop_s"]["median"]), fmt_s(rp["start_to_answer_s"]["median"]), fmt_s(e["start_alone_s"])))
+                             fmt_seconds(rp["stop_s"]["median"]), fmt_seconds(rp["start_to_answer_s"]["median"]), fmt_seconds(e["start_alone_s"])))
             if e["outage_tasks"]:
-                where = ["%s: %s, %s, %d×" % (k, fmt_s(v["median"]), fmt_s(v["max"]), v["n"]) for k, v in e["outage_tasks"][:4]]
+                where = ["%s: %s, %s, %d×" % (k, fmt_seconds(v["median"]), fmt_seconds(v["max"]), v["n"]) for k, v in e["outage_tasks"][:4]]
                 text += (" Its completions failed while it ran (task at the start of each outage, outage length median "
                          "and max, count): %s." % "; ".join(where))
             if max(e["outages"] or [0]) > 1:
                 text += (" More than one outage in one rollout (%s per round): requests failed at more than one moment."
                          % ", ".join(str(o) for o in e["outages"]))
             out.append(text)
-        long_ones = ["%s %s" % (h, fmt_s(e["completion"]["max"])) for h, e in dt.items()
+        long_ones = ["%s %s" % (h, fmt_seconds(e["completion"]["max"])) for h, e in dt.items()
                      if e["wave"] != "frozen" and e["completion"]["max"] >= 90.0]
         if long_ones:
             out.append("Outliers: %s. That is longer than any engine start measured here and matches systemd's default stop "

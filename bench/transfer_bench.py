@@ -46,7 +46,7 @@ import time
 
 import _common
 from _common import (GIB, Ansible, BenchError, Canvas, check_all_ok, container_pid, first_line, fleet,
-                     fmt_seconds, fmt_size, loadavg, nice_step, read_text, series, summary, utc_now, verdict,
+                     fmt_range, fmt_seconds, fmt_size, loadavg, nice_step, read_text, series, summary, utc_now, verdict,
                      write_big_file)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,14 +146,6 @@ def machine_info():
         rsync_controller=first_line(["rsync", "--version"]),
         podman=first_line(["podman", "--version"]),
     )
-
-
-def fmt_s(x):
-    return fmt_seconds(x, 2)
-
-
-def fmt_range(s):
-    return "%.2f–%.2f s" % (s["min"], s["max"])
 
 
 def fmt_mbs(nbytes, seconds):
@@ -764,17 +756,17 @@ def render(res, an, doc_path, png_path):
             ratio = ("throughput %.2f × (time %.2f ×)" % (rb["throughput_ratio"], rb["time_ratio"]) if ref != "copy"
                      else "time %.2f × (throughput %.2f ×)" % (rb["time_ratio"], rb["throughput_ratio"]))
             lines.append("| Push, %s, vs %s | %s (%s) | %s (%s) | %s | %s | %s |" % (
-                where, TOOL_LABELS[ref], fmt_s(ms["wall_s"]["median"]), fmt_mbs(ms["bytes"], ms["wall_s"]["median"]),
-                fmt_s(rb["wall_s"]["median"]), fmt_mbs(rb["bytes"], rb["wall_s"]["median"]), ratio, goal_text,
+                where, TOOL_LABELS[ref], fmt_seconds(ms["wall_s"]["median"]), fmt_mbs(ms["bytes"], ms["wall_s"]["median"]),
+                fmt_seconds(rb["wall_s"]["median"]), fmt_mbs(rb["bytes"], rb["wall_s"]["median"]), ratio, goal_text,
                 verdict(rb["goal_met"]) if ref != "rsync_default" else ("pass" if rb["goal_met"] else "miss")))
     mi = an.get("mirror")
     if mi:
         lines.append("| Pull from a mirror on the host's 127.0.0.1, vs %s | %s (%s) | %s (%s; %s inside the host) | time %.2f × | "
                      "report only | — |" % (
-                         TOOL_LABELS["urllib"], fmt_s(mi["mirror_sync"]["wall_s"]["median"]),
+                         TOOL_LABELS["urllib"], fmt_seconds(mi["mirror_sync"]["wall_s"]["median"]),
                          fmt_mbs(mi["mirror_sync"]["bytes"], mi["mirror_sync"]["wall_s"]["median"]),
-                         fmt_s(mi["urllib"]["wall_s"]["median"]), fmt_mbs(mi["urllib"]["bytes"], mi["urllib"]["wall_s"]["median"]),
-                         fmt_s(mi["urllib"]["in_host_s"]["median"]), mi["time_ratio"]))
+                         fmt_seconds(mi["urllib"]["wall_s"]["median"]), fmt_mbs(mi["urllib"]["bytes"], mi["urllib"]["wall_s"]["median"]),
+                         fmt_seconds(mi["urllib"]["in_host_s"]["median"]), mi["time_ratio"]))
     up = an.get("upgrade")
     if up:
         lines.append("| Weights-only upgrade v1 → v2, bytes moved (`bytes_transferred`) | %d (%s) | changed bytes: %d; whole "
@@ -787,28 +779,28 @@ def render(res, an, doc_path, png_path):
             where = "1 host" if n == "1" else "%s hosts at once" % n
             lines.append("| No-op re-run, %s: bytes moved | %d (changed: %s) | — | — | 0 | %s |" % (
                 where, b["bytes_transferred_max"], "yes" if b["changed"] else "no", verdict(b["bytes_goal_met"])))
-            task = fmt_s(b["task_s"]["median"])
+            task = fmt_seconds(b["task_s"]["median"])
             if n != "1":
-                task += " for all %s, %s per host" % (n, fmt_s(b["task_per_host_s"]))
+                task += " for all %s, %s per host" % (n, fmt_seconds(b["task_per_host_s"]))
             lines.append("| No-op re-run, %s: task time (`profile_tasks`) | %s | `ping` task: %s | %.2f × | < %.1f s per host | %s |" % (
-                where, task, fmt_s(b["ping_task_s"]["median"]) if b["ping_task_s"] else "n/a",
+                where, task, fmt_seconds(b["ping_task_s"]["median"]) if b["ping_task_s"] else "n/a",
                 b["task_s"]["median"] / b["ping_task_s"]["median"] if b["ping_task_s"] else 0, NOOP_SECONDS_GOAL,
                 verdict(b["time_goal_met"])))
             lines.append("| No-op re-run, %s: wall time of the `ansible` command | %s | — | — | (context) | — |" % (
-                where, fmt_s(b["adhoc_wall_s"]["median"])))
+                where, fmt_seconds(b["adhoc_wall_s"]["median"])))
     lines += ["", "All push timings with their spread:", "",
               "| Tool | Hosts | Rounds | Median wall | Min–max | Throughput | Received per host (wire) |",
               "|---|---|---|---|---|---|---|"]
     for key in ("push1", "push4"):
         for tool, b in (an.get(key) or {}).items():
             lines.append("| %s | %d | %d | %s | %s | %s | %s |" % (
-                TOOL_LABELS[tool], res[key][tool][0]["hosts"], b["wall_s"]["n"], fmt_s(b["wall_s"]["median"]), fmt_range(b["wall_s"]),
+                TOOL_LABELS[tool], res[key][tool][0]["hosts"], b["wall_s"]["n"], fmt_seconds(b["wall_s"]["median"]), fmt_range(b["wall_s"]),
                 fmt_mbs(b["bytes"], b["wall_s"]["median"]), fmt_size(b["rx_bytes_per_host"])))
     if mi:
         for tool in ("mirror_sync", "urllib"):
             s = mi[tool]["wall_s"]
             lines.append("| %s | 1 | %d | %s | %s | %s | (loopback inside the host) |" % (
-                TOOL_LABELS[tool], s["n"], fmt_s(s["median"]), fmt_range(s), fmt_mbs(mi[tool]["bytes"], s["median"])))
+                TOOL_LABELS[tool], s["n"], fmt_seconds(s["median"]), fmt_range(s), fmt_mbs(mi[tool]["bytes"], s["median"])))
     d = an.get("diag")
     if d:
         lines += ["", "What a push is made of (one host, %d rounds, medians): the fixed cost of an `ansible` ad-hoc command "
@@ -816,14 +808,14 @@ def render(res, an, doc_path, png_path):
                   "session (what Ansible's `put_file` does): %s (%s); the same files by plain `rsync --archive` in a fresh OpenSSH "
                   "session, without Ansible: %s (%s); sha256 of the %s weights file on the host with Python `hashlib` (what "
                   "model_sync's installer does after the upload): %s." % (
-                      d["ping_s"]["n"], fmt_s(d["ping_s"]["median"]), len(r1["files"]), fmt_s(d["sftp_s"]["median"]),
-                      fmt_mbs(d["bytes"], d["sftp_s"]["median"]), fmt_s(d["rsync_raw_s"]["median"]),
-                      fmt_mbs(d["bytes"], d["rsync_raw_s"]["median"]), fmt_size(r1["weights_bytes"]), fmt_s(d["host_hash_s"]["median"]))]
+                      d["ping_s"]["n"], fmt_seconds(d["ping_s"]["median"]), len(r1["files"]), fmt_seconds(d["sftp_s"]["median"]),
+                      fmt_mbs(d["bytes"], d["sftp_s"]["median"]), fmt_seconds(d["rsync_raw_s"]["median"]),
+                      fmt_mbs(d["bytes"], d["rsync_raw_s"]["median"]), fmt_size(r1["weights_bytes"]), fmt_seconds(d["host_hash_s"]["median"]))]
         lines += ["", "A model_sync push to one host with `-vvv`, every output line timestamped as it arrives (%d rounds, "
                   "separate from the timed runs above):" % d["ping_s"]["n"], "", "| Phase | Median | Min–max |", "|---|---|---|"]
         for key, label in PHASES + [("total", "total wall time of the command")]:
             ps = d["phases"][key]
-            lines.append("| %s | %s | %s |" % (label, fmt_s(ps["median"]), fmt_range(ps)))
+            lines.append("| %s | %s | %s |" % (label, fmt_seconds(ps["median"]), fmt_range(ps)))
     chart = res.get("chart")
     if chart:
         legend = ", ".join("%s = %s" % (dict((t, c) for t, dummy, c in CHART_TOOLS)[t], TOOL_LABELS[t]) for t in chart["bars"])
@@ -868,8 +860,8 @@ def notes(res, an):
                              "install module run (%s) that reads the whole weights file a second time to hash it (hashing "
                              "alone: %s per %s) — which is %.0f%% of the gap; the rest of the gap is the upload being slower "
                              "than rsync in these rounds (SFTP `put_file` against rsync's stream) and the machine's noise." % (
-                                 fmt_s(fixed), fmt_s(ph["controller"]), fmt_s(ph["plan"]), fmt_s(ph["install"]),
-                                 fmt_s(d["host_hash_s"]["median"]), fmt_size(res["release"][V1]["weights_bytes"]),
+                                 fmt_seconds(fixed), fmt_seconds(ph["controller"]), fmt_seconds(ph["plan"]), fmt_seconds(ph["install"]),
+                                 fmt_seconds(d["host_hash_s"]["median"]), fmt_size(res["release"][V1]["weights_bytes"]),
                                  min(100.0, 100 * fixed / (ms - rb["wall_s"]["median"]))))
                 out.append(text)
         if "rsync" in b:
@@ -891,8 +883,8 @@ def notes(res, an):
                 "it — `Installer.absorb_tail` → `sha256_prefix`: the hash is not computed while the bytes arrive; hashing "
                 "the weights alone takes %s on the host — then verifies and renames the release into place. Ansible's "
                 "own start-up is %s." % (
-                    fmt_s(ph["controller"]), fmt_s(ph["plan"]), fmt_s(ph["upload"]), fmt_mbs(size, ph["upload"]),
-                    fmt_s(ph["install"]), fmt_s(d["host_hash_s"]["median"]), fmt_s(ph["startup"])))
+                    fmt_seconds(ph["controller"]), fmt_seconds(ph["plan"]), fmt_seconds(ph["upload"]), fmt_mbs(size, ph["upload"]),
+                    fmt_seconds(ph["install"]), fmt_seconds(d["host_hash_s"]["median"]), fmt_seconds(ph["startup"])))
         if "rsync" in b:
             rs = b["rsync"]["wall_s"]["median"]
             gap = ms - rs
@@ -900,11 +892,11 @@ def notes(res, an):
                      "Ansible %s and raw SFTP without Ansible %s (%.2f × rsync's time; both in a fresh SSH session, the upload "
                      "reuses Ansible's ControlMaster); the two module runs took %s and the controller-side checks %s, where "
                      "synchronize runs one module and no GnuPG (a whole `-m ping` command: %s)." % (
-                         "model_sync took %s longer than" % fmt_s(gap) if gap > 0 else "model_sync was %s faster than" % fmt_s(-gap),
-                         fmt_s(rs), "in the timed runs",
-                         fmt_s(ph["upload"]), fmt_s(d["rsync_raw_s"]["median"]), fmt_s(d["sftp_s"]["median"]),
-                         d["sftp_s"]["median"] / d["rsync_raw_s"]["median"], fmt_s(ph["plan"] + ph["install"]),
-                         fmt_s(ph["controller"]), fmt_s(d["ping_s"]["median"])))
+                         "model_sync took %s longer than" % fmt_seconds(gap) if gap > 0 else "model_sync was %s faster than" % fmt_seconds(-gap),
+                         fmt_seconds(rs), "in the timed runs",
+                         fmt_seconds(ph["upload"]), fmt_seconds(d["rsync_raw_s"]["median"]), fmt_seconds(d["sftp_s"]["median"]),
+                         d["sftp_s"]["median"] / d["rsync_raw_s"]["median"], fmt_seconds(ph["plan"] + ph["install"]),
+                         fmt_seconds(ph["controller"]), fmt_seconds(d["ping_s"]["median"])))
         out.append(text)
     if an.get("push4"):
         out.append("%d hosts at once: the hosts are containers on this machine, so the %d streams share its %d CPUs "
@@ -917,8 +909,8 @@ def notes(res, an):
                    "reference's time is spent inside the host, the rest is the ad-hoc command's fixed cost). model_sync "
                    "also checks the signature on the controller, hashes every byte while writing, verifies the staged "
                    "release and renames it into place; the reference only downloads." % (
-                       mi["time_ratio"], fmt_s(mi["mirror_sync"]["wall_s"]["median"]), fmt_s(mi["urllib"]["wall_s"]["median"]),
-                       fmt_s(mi["urllib"]["in_host_s"]["median"])))
+                       mi["time_ratio"], fmt_seconds(mi["mirror_sync"]["wall_s"]["median"]), fmt_seconds(mi["urllib"]["wall_s"]["median"]),
+                       fmt_seconds(mi["urllib"]["in_host_s"]["median"])))
     up = an.get("upgrade")
     if up:
         extra = up["bytes_transferred"] - up["changed_bytes"]
@@ -929,7 +921,7 @@ def notes(res, an):
                 "took %s." % (
                     up["bytes_transferred"], up["changed_bytes"], extra, up["ratio_vs_changed"], up["bytes_linked"],
                     up["release_bytes"], fmt_size(up["rx_bytes"]), up["rx_bytes"] / up["changed_bytes"],
-                    fmt_s(up["wall_s"]["median"])))
+                    fmt_seconds(up["wall_s"]["median"])))
         if not up["goal_met"]:
             text += " **Misses** the goal of at most %.2f ×." % UPGRADE_BYTES_GOAL
         out.append(text)
@@ -938,19 +930,19 @@ def notes(res, an):
         text = ("No-op re-run on %s: %d bytes moved, changed=%s; the model_sync task takes %s (a `ping` task in the same "
                 "play: %s), the whole `ansible` command %s. The host received %s per run: the module's own code and "
                 "arguments, not release data." % (
-                    where, b["bytes_transferred_max"], "true" if b["changed"] else "false", fmt_s(b["task_s"]["median"]),
-                    fmt_s(b["ping_task_s"]["median"]) if b["ping_task_s"] else "n/a", fmt_s(b["adhoc_wall_s"]["median"]),
+                    where, b["bytes_transferred_max"], "true" if b["changed"] else "false", fmt_seconds(b["task_s"]["median"]),
+                    fmt_seconds(b["ping_task_s"]["median"]) if b["ping_task_s"] else "n/a", fmt_seconds(b["adhoc_wall_s"]["median"]),
                     fmt_size(b["rx_bytes_per_host"])))
         if n != "1":
             text += (" With %s hosts in one task the hosts run in parallel (`-f %s`), so the task time is shared: %s per host "
-                     "against the goal of %.1f s." % (n, n, fmt_s(b["task_per_host_s"]), NOOP_SECONDS_GOAL))
+                     "against the goal of %.1f s." % (n, n, fmt_seconds(b["task_per_host_s"]), NOOP_SECONDS_GOAL))
         if not b["time_goal_met"]:
             text += " **Misses** the goal of under %.1f s per host by %.2f s." % (NOOP_SECONDS_GOAL, b["task_per_host_s"] - NOOP_SECONDS_GOAL)
             if b["ping_task_s"]:
                 text += (" Of the task time, %s is what any module round trip costs here (the `ping` task) and %s is "
                          "model_sync's own work: the signature check with GnuPG on the controller and the cached "
-                         "re-verify on the host." % (fmt_s(b["ping_task_s"]["median"]),
-                                                     fmt_s(b["task_s"]["median"] - b["ping_task_s"]["median"])))
+                         "re-verify on the host." % (fmt_seconds(b["ping_task_s"]["median"]),
+                                                     fmt_seconds(b["task_s"]["median"] - b["ping_task_s"]["median"])))
         out.append(text)
     load = float(res["load_start"][0])
     if load > 0.5 * (res["machine"]["nproc"] or 1) or float(res["load_end"][0]) > 0.5 * (res["machine"]["nproc"] or 1):

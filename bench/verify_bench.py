@@ -39,7 +39,7 @@ import tempfile
 import time
 
 import _common
-from _common import (GIB, MIB, first_line, fmt_seconds, fmt_size, loadavg, median, meminfo_kib, mount_of, read_text,
+from _common import (GIB, MIB, first_line, fmt_range, fmt_seconds, fmt_size, loadavg, median, meminfo_kib, mount_of, read_text,
                      series, spread, summary, utc_now, verdict, write_big_file)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -339,16 +339,6 @@ def analyse(res):
 
 # --------------------------------------------------------------------------- report
 
-def fmt_s(x):
-    return fmt_seconds(x, 3)
-
-
-def fmt_range(s):
-    if s["max"] < 0.1:
-        return "%.2f–%.2f ms" % (s["min"] * 1000, s["max"] * 1000)
-    return "%.3f–%.3f s" % (s["min"], s["max"])
-
-
 def fmt_pct(ratio):
     return "%+.1f%%" % ((ratio - 1) * 100)
 
@@ -401,13 +391,13 @@ def render(res, an):
                         ("module", "Cold verify, module process")):
         c = cold[name]
         lines.append("| %s | %s (%.0f MB/s) | `sha256sum`: %s (%.0f MB/s) | %.2f | ≤ %.2f | %s |" % (
-            label, fmt_s(c["wall_s"]["median"]), c["mb_per_s"], fmt_s(ref["wall_s"]["median"]), ref["mb_per_s"],
+            label, fmt_seconds(c["wall_s"]["median"], 3), c["mb_per_s"], fmt_seconds(ref["wall_s"]["median"], 3), ref["mb_per_s"],
             c["ratio_vs_sha256sum"], COLD_RATIO_GOAL, verdict(c["goal_met"])))
     for name, label in (("library", "Warm re-verify (hash cache), library"),
                         ("module", "Warm re-verify (hash cache), module process")):
         w = warm[name]
         lines.append("| %s | %s | cold `sha256sum`: %s | %.2g | < %.1f s | %s |" % (
-            label, fmt_s(w["wall_s"]["median"]), fmt_s(ref["wall_s"]["median"]),
+            label, fmt_seconds(w["wall_s"]["median"], 3), fmt_seconds(ref["wall_s"]["median"], 3),
             w["wall_s"]["median"] / ref["wall_s"]["median"], WARM_SECONDS_GOAL, verdict(w["goal_met"])))
     mm, ms = mem["module"], mem["sha256sum"]
     lines.append("| Peak RSS, module process, %s vs %s model file | %d KiB vs %d KiB (%+d KiB) | `sha256sum`: %d KiB vs %d KiB | %.2f "
@@ -427,7 +417,7 @@ def render(res, an):
             continue
         c = cold[name]
         lines.append("| %s | %s | %s | %s | %.0f MB/s | %s | %s |" % (
-            label, fmt_s(c["wall_s"]["median"]), fmt_range(c["wall_s"]), fmt_s(c["cpu_s"]["median"]), c["mb_per_s"],
+            label, fmt_seconds(c["wall_s"]["median"], 3), fmt_range(c["wall_s"], 3), fmt_seconds(c["cpu_s"]["median"], 3), c["mb_per_s"],
             "%.2f" % c["ratio_vs_sha256sum"] if "ratio_vs_sha256sum" in c else "—",
             "%.2f" % c["ratio_vs_openssl"] if "ratio_vs_openssl" in c else "—"))
     lines += [
@@ -438,7 +428,7 @@ def render(res, an):
     for name, label in (("library", "library (load cache + `verify_tree`)"), ("module", "module process"),
                         ("python_floor", "floor: `python -c 'from ansible.module_utils.basic import AnsibleModule'`")):
         w = warm[name]
-        lines.append("| %s | %s | %s | %s |" % (label, fmt_s(w["wall_s"]["median"]), fmt_range(w["wall_s"]), fmt_s(w["cpu_s"]["median"])))
+        lines.append("| %s | %s | %s | %s |" % (label, fmt_seconds(w["wall_s"]["median"], 3), fmt_range(w["wall_s"], 3), fmt_seconds(w["cpu_s"]["median"], 3)))
     if an["chunks"]:
         lines += [
             "",
@@ -450,7 +440,7 @@ def render(res, an):
         ]
         for c in an["chunks"]:
             lines.append("| %d KiB | %s | %s | %.0f MB/s | %s | %.0f MB/s |" % (
-                c["chunk"] >> 10, fmt_s(c["wall_s"]["median"]), fmt_range(c["wall_s"]), c["mb_per_s"], fmt_s(c["cpu_s"]["median"]), c["cpu_mb_per_s"]))
+                c["chunk"] >> 10, fmt_seconds(c["wall_s"]["median"], 3), fmt_range(c["wall_s"], 3), c["mb_per_s"], fmt_seconds(c["cpu_s"]["median"], 3), c["cpu_mb_per_s"]))
     lines += ["", "### Reading the numbers", ""] + ["- " + note for note in notes(res, an)]
     lines += [
         "",
@@ -514,7 +504,7 @@ def notes(res, an):
                      "`update` call per %d KiB chunk. " % ((lib["ratio_vs_openssl"] - 1) * 100, res["chunk_constant"] >> 10))
         text += ("The module process adds a fixed cost, Python start-up and importing Ansible's module runtime (%s, the "
                  "floor row of the warm table), %.0f%% of its cold time here; the bigger the release, the smaller that share." % (
-                     fmt_s(floor), 100 * floor / mod["wall_s"]["median"]))
+                     fmt_seconds(floor, 3), 100 * floor / mod["wall_s"]["median"]))
         out.append(text)
     current = next((c for c in an["chunks"] if c["chunk"] == res["chunk_constant"]), None)
     if current:
@@ -523,8 +513,8 @@ def notes(res, an):
     text = ("Warm re-verify (goal < %.1f s): the cached check itself, one `stat` per file plus reading the cache file, "
             "takes %s in the library. The module process takes %s (%s CPU), nearly all of it the fixed cost of any "
             "Ansible module process: Python start-up and importing `AnsibleModule` alone take %s (%s CPU), the floor row." % (
-                WARM_SECONDS_GOAL, fmt_s(warm["library"]["wall_s"]["median"]), fmt_s(wmod["wall_s"]["median"]),
-                fmt_s(wmod["cpu_s"]["median"]), fmt_s(wfloor["wall_s"]["median"]), fmt_s(wfloor["cpu_s"]["median"])))
+                WARM_SECONDS_GOAL, fmt_seconds(warm["library"]["wall_s"]["median"], 3), fmt_seconds(wmod["wall_s"]["median"], 3),
+                fmt_seconds(wmod["cpu_s"]["median"], 3), fmt_seconds(wfloor["wall_s"]["median"], 3), fmt_seconds(wfloor["cpu_s"]["median"], 3)))
     if wfloor["wall_s"]["median"] > wmod["wall_s"]["median"]:
         text += (" That the floor's median wall time came out above the module's is noise from the other work on the "
                  "machine (see the min–max columns); the CPU times are the fairer comparison.")
@@ -550,7 +540,7 @@ def notes(res, an):
             "spread was %s's, %s." % (
                 m["nproc"], res["load_start"][0], res["load_end"][0],
                 "; the min–max spread of %s exceeded 10%% of the median" % ", ".join(noisy) if noisy else "",
-                widest_cpu, fmt_range(cold[widest_cpu]["cpu_s"])))
+                widest_cpu, fmt_range(cold[widest_cpu]["cpu_s"], 3)))
     else:
         out.append("The machine was otherwise idle (load average %s at the start, %s at the end)." % (res["load_start"][0], res["load_end"][0]))
     return out
@@ -677,7 +667,7 @@ def main(argv=None):
     print("cold ratio vs sha256sum: library %.2f, module %.2f; warm: library %s, module %s; "
           "peak RSS module: %d KiB (%s) vs %d KiB (%s)" % (
               an["cold"]["library"]["ratio_vs_sha256sum"], an["cold"]["module"]["ratio_vs_sha256sum"],
-              fmt_s(an["warm"]["library"]["wall_s"]["median"]), fmt_s(an["warm"]["module"]["wall_s"]["median"]),
+              fmt_seconds(an["warm"]["library"]["wall_s"]["median"], 3), fmt_seconds(an["warm"]["module"]["wall_s"]["median"], 3),
               an["memory"]["module"]["big_kib"], fmt_size(size), an["memory"]["module"]["small_kib"], fmt_size(small_size)))
     return 0
 

@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 
 import _common
-from _common import REPO, fleet, fmt_seconds, machine_info, summary, utc_now
+from _common import REPO, fleet, fmt_range, fmt_seconds, machine_info, summary, utc_now
 
 FLEET_NAME = "vbench"
 PORT_OFFSET = 6000
@@ -135,10 +135,6 @@ def measure(args, log):
     return res
 
 
-def fmt_range(s):
-    return "%s–%s" % (fmt_seconds(s["min"], 1), fmt_seconds(s["max"], 1))
-
-
 def _load(value):
     return " ".join(value) if isinstance(value, (list, tuple)) else str(value)
 
@@ -167,7 +163,7 @@ def render(res):
            "| Engine (host) | to `/health` 200 | to the first answer | min–max (answer) |", "|---|---|---|---|"]
     for host, name in ((VLLM_HOST, "vLLM (gpu-01)"), (LLAMA_HOST, "llama-server (edge-01)")):
         out.append("| %s | %s | %s | %s |" % (name, fmt_seconds(health[host]["median"], 1),
-                                              fmt_seconds(start[host]["median"], 1), fmt_range(start[host])))
+                                              fmt_seconds(start[host]["median"], 1), fmt_range(start[host], 1)))
     out += ["", "vLLM takes **%.1f ×** llama-server's time to its first answer on these hosts." % ratio, "",
             "### Canary rollout to the vLLM hosts, per step", "",
             "`upgrade.yml -e model_target=gpu_servers` with a new bf16 release each round (same weights, a new "
@@ -179,10 +175,10 @@ def render(res):
         cells = []
         for host in ("gpu-01", "gpu-02"):
             s = summary([r["rollout"][host]["steps"].get(step) for r in rounds if host in r["rollout"]])
-            cells.append("%s (%s)" % (fmt_seconds(s["median"], 1), fmt_range(s)) if s else "—")
+            cells.append("%s (%s)" % (fmt_seconds(s["median"], 1), fmt_range(s, 1)) if s else "—")
         out.append("| %s | %s | %s |" % (step, cells[0], cells[1]))
     total = summary([r["rollout_s"] for r in rounds])
-    out += ["| whole `ansible-playbook` run | %s (%s) | |" % (fmt_seconds(total["median"], 1), fmt_range(total)), "",
+    out += ["| whole `ansible-playbook` run | %s (%s) | |" % (fmt_seconds(total["median"], 1), fmt_range(total, 1)), "",
             "The restart + ready steps of a vLLM host are its engine start (above) plus the stop of the old engine; "
             "the rest is the rollout's own cost.", "", END]
     return "\n".join(out) + "\n"
