@@ -121,16 +121,24 @@ def budget_spent(the_plan, hostvars, max_fail_percentage):
     return len(failed_hosts(the_plan, hostvars)) * 100.0 > pct * len(hosts)
 
 
+NO_REASON = "unreachable or failed before the upgrade started"
+
+
 def summary(the_plan, hostvars):
-    """{"hosts": {host: outcome}, "failed": [hosts that fail the run]}: planned hosts with
-    their status ('not upgraded' when their play never reached them), frozen hosts as
-    'frozen' or 'frozen (drift from pin)'."""
+    """{"hosts": {host: outcome}, "failed": [hosts that fail the run], "failures": [their
+    reasons], "plan_rows": [the check-mode plan of each host that has one]}: planned hosts
+    with their status ('not upgraded' when their play never reached them), frozen hosts as
+    'frozen' or 'frozen (drift from pin)'; hosts in play order (canaries first, frozen last)."""
     hosts = {}
     for h in planned(the_plan):
         hosts[h] = _status(hostvars, h) or "not upgraded"
     for h in the_plan["frozen"]:
         hosts[h] = "frozen (drift from pin)" if _truthy((hostvars.get(h) or {}).get("modelops_drift")) else "frozen"
-    return {"hosts": hosts, "failed": [h for h, s in hosts.items() if s in FAILED]}
+    failed = [h for h, s in hosts.items() if s in FAILED]
+    return {"hosts": hosts, "failed": failed,
+            "failures": [(hostvars.get(h) or {}).get("model_upgrade_failure") or NO_REASON for h in failed],
+            "plan_rows": [(hostvars.get(h) or {})["model_upgrade_plan"] for h in hosts
+                          if "model_upgrade_plan" in (hostvars.get(h) or {})]}
 
 
 def _truthy(value):

@@ -24,6 +24,7 @@ from ansible_collections.modelops.fleet.plugins.filter.rollout_plan import (
     rollout_summary,
 )
 from ansible_collections.modelops.fleet.plugins.filter.text_table import text_table
+from ansible_collections.modelops.fleet.plugins.plugin_utils import _rollout as rollout
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
@@ -136,6 +137,14 @@ def test_the_summary_names_every_host_and_the_ones_that_fail_the_run():
                             "npu-2": "not upgraded", "edge-1": "started", "edge-2": "not upgraded",
                             "crit-1": "frozen (drift from pin)"}
     assert out["failed"] == ["npu-1", "edge-1"]
+    assert out["failures"] == [rollout.NO_REASON, rollout.NO_REASON] and out["plan_rows"] == []
+    hv["npu-1"]["model_upgrade_failure"] = "npu-1: upgrade failed at Gate on the probe suite"
+    hv["crit-1"]["model_upgrade_plan"] = {"host": "crit-1", "action": "frozen"}
+    hv["gpu-1"]["model_upgrade_plan"] = {"host": "gpu-1", "action": "upgrade"}
+    out = rollout_summary(plan, hv)
+    assert out["failures"] == ["npu-1: upgrade failed at Gate on the probe suite", rollout.NO_REASON]
+    # the --check table: canaries first, frozen hosts last
+    assert [r["host"] for r in out["plan_rows"]] == ["gpu-1", "crit-1"]
     hv["crit-1"]["modelops_drift"] = False
     assert rollout_summary(plan, hv)["hosts"]["crit-1"] == "frozen"
 
@@ -160,6 +169,10 @@ PLAYBOOK = """
     - ansible.builtin.set_fact:
         modelops_drift: "{{ inventory_hostname == 'c1' }}"
       when: inventory_hostname == 'c1'
+    - ansible.builtin.set_fact:
+        model_upgrade_plan: {host: "{{ inventory_hostname }}", action: upgrade}
+        model_upgrade_failure: "{{ inventory_hostname }}: refused"
+      when: inventory_hostname in ['g1', 'e1']
 - hosts: localhost
   gather_facts: false
   vars:
@@ -203,4 +216,5 @@ def test_the_policy_filters_read_real_hostvars_in_a_playbook(tmp_path):
     assert msg["spent"] is True  # 1 failed of 4 planned is over 10 %
     assert msg["summary"]["hosts"] == {"g1": "failed", "g2": "not upgraded", "e1": "upgraded",
                                        "e2": "not upgraded", "c1": "frozen (drift from pin)"}
-    assert msg["summary"]["failed"] == ["g1"]
+    assert msg["summary"]["failed"] == ["g1"] and msg["summary"]["failures"] == ["g1: refused"]
+    assert msg["summary"]["plan_rows"] == [{"host": "g1", "action": "upgrade"}, {"host": "e1", "action": "upgrade"}]
