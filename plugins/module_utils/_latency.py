@@ -13,9 +13,9 @@ Two baselines, the verdict saying which it used:
   the factor: a one-sided Mann-Whitney U test (exact for small samples without ties,
   the normal approximation with the tie correction otherwise), medians as the statistic.
   When the host's history has enough samples and its median is above the fresh median,
-  the baseline samples are scaled up to it first: a baseline taken in an unusually quiet
-  moment is not the old version's level (on a shared machine the two sides are measured
-  a minute apart, not side by side).
+  the baseline samples are scaled up to it first, by at most MAX_LIFT: a baseline taken
+  in an unusually quiet moment is not the old version's level (on a shared machine the
+  two sides are measured a minute apart, not side by side).
 * ``history``: the seed's rule, the P90 of this host's latencies for the same probe over
   the last 7 days (kept in the host ledger as probes run). The new samples are compared
   with factor x that P90 by a sign test (exact binomial).
@@ -44,6 +44,8 @@ EXACT_PAIRS = 400
 # Over the bound with alpha <= p < MARGINAL_P is "some evidence, not enough": inconclusive,
 # more samples. p >= MARGINAL_P is no evidence of slowness: pass, saying so.
 MARGINAL_P = 0.2
+# The history can raise the fresh baseline's level by at most this factor.
+MAX_LIFT = 1.5
 
 
 def median(values):
@@ -184,14 +186,18 @@ def judge(new, factor, alpha=0.05, fresh=None, history=None):
         # The old version's level is the larger of its fresh median and this host's usual
         # one (the history's median): a baseline measured in an unusually quiet moment
         # must not make a release as fast as the host's usual look slower than the bound.
-        lift = usual / fresh_ref if usual and fresh_ref and usual > fresh_ref else 1.0
+        # At most MAX_LIFT: a history from slower days must not dilute the gate much (a
+        # release twice as slow as the fresh baseline fails whatever the history says).
+        lift = min(usual / fresh_ref, MAX_LIFT) if usual and fresh_ref and usual > fresh_ref else 1.0
         ref = fresh_ref * lift
         bound = ref * factor
         dummy, p = mann_whitney_greater(kept_new, [b * factor * lift for b in base])
         ref_text = "%d fresh samples of the old version, p50 %.0f ms" % (len(base), fresh_ref)
         if lift > 1.0:
-            ref_text = ("this host's usual p50 %.0f ms over %d recent samples, above the %s, which were "
-                        "faster than usual" % (usual, len(history), ref_text))
+            ref_text = ("this host's usual p50 %.0f ms over %d recent samples%s, above the %s, which were "
+                        "faster than usual" % (usual, len(history),
+                                               " (the lift capped at %.1fx: %.0f ms)" % (MAX_LIFT, ref)
+                                               if usual / fresh_ref > MAX_LIFT else "", ref_text))
             res.update(history_p50_ms=_r(usual), lifted_by=round(lift, 3))
     else:
         ref = p90(base) or 0.0

@@ -112,8 +112,19 @@ def test_a_baseline_from_a_quiet_minute_is_lifted_to_the_hosts_usual_level():
     assert L.judge(USUAL_NEW, 1.3, fresh=QUIET_FRESH)["verdict"] == "fail"
     v = L.judge(USUAL_NEW, 1.3, fresh=QUIET_FRESH, history=HOST_HISTORY)
     assert v["verdict"] == "pass" and v["source"] == "fresh", v
-    assert v["history_p50_ms"] == 161.0 and v["bound_ms"] == pytest.approx(1.3 * 161.0, abs=0.1), v
-    assert "this host's usual p50 161 ms over 10 recent samples" in v["message"] and "faster than usual" in v["message"]
+    # 161 / 101.5 is over the 1.5 cap: the level is 1.5 x the fresh median.
+    assert v["history_p50_ms"] == 161.0 and v["bound_ms"] == pytest.approx(1.3 * 1.5 * 101.5, abs=0.1), v
+    assert "this host's usual p50 161 ms over 10 recent samples (the lift capped at 1.5x: 152 ms)" in v["message"], v
+    assert "faster than usual" in v["message"]
+    # Under the cap the history's median is the level.
+    v = L.judge(USUAL_NEW, 1.3, fresh=[130.0, 128.0, 131.0, 129.0, 130.0], history=HOST_HISTORY)
+    assert v["verdict"] == "pass" and v["bound_ms"] == pytest.approx(1.3 * 161.0, abs=0.1) and "capped" not in v["message"], v
+
+
+def test_a_history_from_slower_days_raises_the_level_by_at_most_the_cap():
+    v = L.judge([250.0, 255.0, 248.0, 252.0, 251.0], 1.3, fresh=[100.0, 101.0, 99.0, 100.0, 102.0],
+                history=[1000.0] * 10)
+    assert v["verdict"] == "fail" and v["bound_ms"] == pytest.approx(1.3 * 1.5 * 100.0, abs=0.1), v
 
 
 def test_a_release_slower_than_the_hosts_usual_level_still_fails():
