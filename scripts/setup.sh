@@ -47,6 +47,26 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# promtool validates and unit-tests the alerting rules (docs/prometheus/): the binary from
+# Debian's prometheus package, unpacked into the cache, so that no Prometheus server is
+# installed or started on this machine.
+PROM_VERSION="$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}')"
+if [[ -z "${PROM_VERSION}" || "${PROM_VERSION}" == "(none)" ]] && [[ $(id -u) -eq 0 ]]; then
+    apt-get update -qq
+    PROM_VERSION="$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}')"
+fi
+PROMTOOL_DIR="${MODELOPS_CACHE}/promtool-${PROM_VERSION//[^A-Za-z0-9.+~-]/_}"
+if [[ ! -x "${PROMTOOL_DIR}/promtool" ]]; then
+    say "promtool from Debian's prometheus ${PROM_VERSION} (unpacked, not installed)"
+    _deb_dir="$(mktemp -d)"
+    (cd "${_deb_dir}" && apt-get download -qq -o APT::Sandbox::User=root "prometheus=${PROM_VERSION}")
+    dpkg-deb --fsys-tarfile "${_deb_dir}"/prometheus_*.deb | tar -x -C "${_deb_dir}" ./usr/bin/promtool
+    mkdir -p "${PROMTOOL_DIR}"
+    mv "${_deb_dir}/usr/bin/promtool" "${PROMTOOL_DIR}/promtool"
+    rm -rf "${_deb_dir}"
+    unset _deb_dir
+fi
+
 # Every test host runs systemd, which needs inotify instances; with several fleets up the
 # default limit runs out and sshd never starts ("Too many open files").
 if [[ -w /proc/sys/fs/inotify/max_user_instances ]] &&
@@ -80,7 +100,7 @@ mkdir -p "${HOME}/.ansible/test/cache"
 cp "${REPO}/scripts/ansible_test_get_pip.py" "${HOME}/.ansible/test/cache/get_pip_${PIP_BOOTSTRAP_VERSION//./_}.py"
 
 export VIRTUAL_ENV="${VENV}"
-export PATH="${VENV}/bin:${PATH}"
+export PATH="${VENV}/bin:${PROMTOOL_DIR}:${PATH}"
 
 # This checkout is the collection: link it where ansible.cfg's collections_path looks.
 mkdir -p "${REPO}/.collections/ansible_collections/modelops"

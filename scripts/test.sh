@@ -85,7 +85,8 @@ vllm_installed() {
 
 stage unit       python -m pytest -q -p no:cacheprovider tests/unit
 stage sanity     sanity
-stage lint       bash -c "ansible-lint --profile production && antsibull-changelog lint"
+stage lint       bash -c "ansible-lint --profile production && antsibull-changelog lint &&
+    promtool check rules docs/prometheus/modelops-alerts.yml && promtool test rules tests/prometheus/alerts_test.yml"
 stage artifacts  artifacts
 if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     stage molecule   molecule test --all

@@ -4,7 +4,7 @@
 # run only re-imports it if podman lost the image. Prints the podman image name.
 set -euo pipefail
 
-IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-4}"
+IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-5}"
 CACHE="${MODELOPS_CACHE:-/var/cache/modelops-fleet}"
 SUITE=bookworm
 KEY="host-image-${SUITE}-v${IMAGE_VERSION}"
@@ -12,7 +12,9 @@ TARBALL="${CACHE}/${KEY}.tar"
 IMAGE="localhost/modelops-fleet-host:${SUITE}-v${IMAGE_VERSION}"
 # rsync: the reference that benchmarks compare model_sync with (ansible.posix.synchronize).
 # libnuma1: vLLM's CPU extension (vllm._C) links libnuma.so.1.
-PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates,rsync,libnuma1"
+# prometheus-node-exporter: Debian's node_exporter, its textfile collector reading the
+# directory modelops.fleet.model_metrics writes (the tests scrape it; v5).
+PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates,rsync,libnuma1,prometheus-node-exporter"
 
 # One build at a time per key (two test runs may start together).
 mkdir -p "${CACHE}"
@@ -52,6 +54,13 @@ if [[ ! -f "${TARBALL}" ]]; then
     # an apt-get update beside an engine is noise in every latency the tests measure.
     chroot "${ROOTFS}" systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
         e2scrub_all.timer fstrim.timer systemd-tmpfiles-clean.timer >&2
+    # node_exporter as an operator sets it up for modelops.fleet: the textfile collector
+    # pointed at model_metrics' default directory.
+    mkdir -p "${ROOTFS}/var/lib/node_exporter/textfile_collector"
+    cat > "${ROOTFS}/etc/default/prometheus-node-exporter" <<'ARGS'
+ARGS="--collector.textfile.directory=/var/lib/node_exporter/textfile_collector"
+ARGS
+    chroot "${ROOTFS}" systemctl enable prometheus-node-exporter.service >&2
     rm -f "${ROOTFS}"/etc/ssh/ssh_host_*
     cat > "${ROOTFS}/etc/systemd/system/ssh-keygen.service" <<'UNIT'
 [Unit]

@@ -5,7 +5,8 @@
 """Rollout reports on the test fleet: a bootstrap to v1 and an upgrade to v2 with
 playbooks/upgrade.yml write JSON, JUnit XML and HTML reports (the rollout_report callback,
 enabled in ansible.cfg), checked against what the hosts really serve; model_metrics writes a
-Prometheus textfile that Prometheus' own parser reads and that matches the host state;
+Prometheus textfile that Prometheus' own parser reads and that matches the host state, and
+that node_exporter (Debian's package on every host) serves when scraped;
 status.yml prints the fleet as a table and as JSON; the HTML report renders in headless
 Chromium (screenshot saved under the test artifacts)."""
 
@@ -222,6 +223,31 @@ def prom_families(text):
     return dict((f.name, f) for f in text_string_to_metric_families(text))
 
 
+def scrape(ansible, pattern, dest):
+    """{host: text} of node_exporter's /metrics on each host, scraped on the host itself
+    (http://127.0.0.1:9100/metrics; Debian's prometheus-node-exporter in the host image,
+    its textfile collector reading model_metrics' default directory)."""
+    body = "/run/modelops-test-scrape.prom"
+    ansible.adhoc(pattern, "-m", "ansible.builtin.uri", "-a", "url=http://127.0.0.1:9100/metrics dest=%s" % body)
+    return fetch(ansible, pattern, body, dest)
+
+
+def modelops_series(fams):
+    """{(name, sorted labels): value} of the modelops_* samples of parsed families."""
+    return dict(((s.name, tuple(sorted(s.labels.items()))), s.value)
+                for name, f in fams.items() if name.startswith("modelops_") for s in f.samples)
+
+
+def assert_scraped_as_written(scraped, written, host):
+    """node_exporter read the textfile without error and serves exactly its samples."""
+    fams = prom_families(scraped)
+    assert fams["node_textfile_scrape_error"].samples[0].value == 0, (host, scraped[-2000:])
+    files = [s.labels.get("file", "") for s in fams["node_textfile_mtime_seconds"].samples]
+    assert any(f.endswith("modelops_fleet.prom") for f in files), (host, files)
+    assert modelops_series(fams) == modelops_series(prom_families(written)), host
+    return fams
+
+
 def test_metrics_written_by_the_upgrade_role(ansible, rollout, tmp_path):
     # What upgrade.yml itself wrote (no module call of this test first): every upgraded host
     # says 2412 and a successful upgrade, with the metrics of its last probe run; the frozen
@@ -229,8 +255,11 @@ def test_metrics_written_by_the_upgrade_role(ansible, rollout, tmp_path):
     # the 2412 run does not write to it.
     texts = fetch(ansible, "all", PROM, tmp_path / "role-prom")
     assert sorted(texts) == sorted(ALL), sorted(texts)
+    scraped = scrape(ansible, "all", tmp_path / "scraped")
+    assert sorted(scraped) == sorted(ALL), sorted(scraped)
     for name, text in texts.items():
-        fams = prom_families(text)
+        # What a Prometheus scraping node_exporter gets: the upgraded hosts and the frozen one.
+        fams = assert_scraped_as_written(scraped[name], text, name)
         version = "2411" if name == "crit-01" else "2412"
         assert fams["modelops_model_info"].samples[0].labels == {"model": MODEL, "version": version, "variant": VARIANT}
         ok = fams["modelops_model_last_upgrade_success"].samples[0]
@@ -427,7 +456,8 @@ def test_failed_canary_is_reported_with_its_rollback(ansible, rollout, tmp_path)
 
     # the host's metrics and the status table say the same
     ansible.adhoc("gpu-01", "-m", "modelops.fleet.model_metrics", "-a", "model_name=%s" % MODEL)
-    fams = prom_families(fetch(ansible, "gpu-01", PROM, tmp_path / "prom")["gpu-01"])
+    fams = assert_scraped_as_written(scrape(ansible, "gpu-01", tmp_path / "scraped")["gpu-01"],
+                                     fetch(ansible, "gpu-01", PROM, tmp_path / "prom")["gpu-01"], "gpu-01")
     ok = fams["modelops_model_last_upgrade_success"].samples[0]
     assert ok.labels["result"] == "rolled_back" and ok.value == 0
     assert fams["modelops_model_info"].samples[0].labels["version"] == "2412"
