@@ -148,6 +148,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import 
     ApiError,
     OpenAIClient,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 
 class EngineNotReady(Exception):
@@ -294,11 +295,8 @@ def main():
         required_by={"serves": "unit"},
         supports_check_mode=True,
     )
-    try:
-        result = ReadinessWaiter(module).wait()
-    except EngineNotReady as e:
-        module.fail_json(msg=str(e), ready=False)
-    module.exit_json(changed=False, **result)
+    run_and_exit(module, lambda: ReadinessWaiter(module).wait(), EngineNotReady,
+                 fail_extra={"ready": False}, exit_extra={"changed": False})
 
 
 if __name__ == "__main__":

@@ -182,6 +182,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     validate_version,
     verify_tree,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 
 class ActivateError(Exception):
@@ -397,13 +398,8 @@ def main():
         mutually_exclusive=[("rollback", "version")],
         supports_check_mode=True,
     )
-    try:
-        result = Activator(module).run()
-    except (ActivateError, HostStateError, ReleaseError) as e:
-        module.fail_json(msg=str(e))
-    except OSError as e:
-        module.fail_json(msg="model_activate failed on %s: %s" % (module.params["model_root"], e))
-    module.exit_json(**result)
+    run_and_exit(module, lambda: Activator(module).run(), (ActivateError, HostStateError, ReleaseError),
+                 os_error=lambda e: "model_activate failed on %s: %s" % (module.params["model_root"], e))
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     utc_iso,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._release import MANIFEST
+from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 
 class HostInfo(object):
@@ -226,13 +227,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        result = HostInfo(module).run()
-    except HostStateError as e:
-        module.fail_json(msg=str(e))
-    except OSError as e:
-        module.fail_json(msg="model_info failed on %s: %s" % (module.params["model_root"], e))
-    module.exit_json(**result)
+    run_and_exit(module, lambda: HostInfo(module).run(), HostStateError,
+                 os_error=lambda e: "model_info failed on %s: %s" % (module.params["model_root"], e))
 
 
 if __name__ == "__main__":

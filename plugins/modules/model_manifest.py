@@ -201,6 +201,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     validate_variant,
     validate_version,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 DESCRIPTIVE = ("release_date", "parameters", "context_length", "license", "frameworks",
                "platforms")
@@ -364,11 +365,7 @@ def main():
     if module.params["sign"] and not HAS_GNUPG:
         module.fail_json(msg=missing_required_lib("python-gnupg"),
                          exception=GNUPG_IMPORT_ERROR)
-    try:
-        result = ManifestBuilder(module).run()
-    except (ReleaseError, SignatureError) as e:
-        module.fail_json(msg=str(e))
-    module.exit_json(**result)
+    run_and_exit(module, lambda: ManifestBuilder(module).run(), (ReleaseError, SignatureError))
 
 
 if __name__ == "__main__":

@@ -139,6 +139,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._repository import Repository
 from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 
 class ReleaseResolver(object):
@@ -221,11 +222,8 @@ def main():
     if not HAS_GNUPG:
         module.fail_json(msg=missing_required_lib("python-gnupg"),
                          exception=GNUPG_IMPORT_ERROR)
-    try:
-        result = ReleaseResolver(module).run()
-    except (ReleaseError, SignatureError) as e:
-        module.fail_json(msg=str(e), rejected=[])
-    module.exit_json(changed=False, **result)
+    run_and_exit(module, lambda: ReleaseResolver(module).run(), (ReleaseError, SignatureError),
+                 fail_extra={"rejected": []}, exit_extra={"changed": False})
 
 
 if __name__ == "__main__":

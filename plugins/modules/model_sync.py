@@ -173,6 +173,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._sync import (
     SyncError,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import SYNC_REQUIRED_IF, sync_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 
 class SyncManager(object):
@@ -288,14 +289,9 @@ def main():
         required_if=SYNC_REQUIRED_IF,
         supports_check_mode=True,
     )
-    try:
-        result = SyncManager(module).run()
-    except (SyncError, ReleaseError, HostStateError) as e:
-        module.fail_json(msg=str(e))
-    except OSError as e:
-        module.fail_json(msg="model_sync failed on %s: %s (staged files are kept and resumed next run)"
-                         % (getattr(e, "filename", None) or module.params["model_root"], e))
-    module.exit_json(**result)
+    run_and_exit(module, lambda: SyncManager(module).run(), (SyncError, ReleaseError, HostStateError),
+                 os_error=lambda e: "model_sync failed on %s: %s (staged files are kept and resumed next run)"
+                 % (getattr(e, "filename", None) or module.params["model_root"], e))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     verify_tree,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import verify_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 
 class ReleaseVerifier(object):
@@ -215,11 +216,7 @@ def main():
         argument_spec=verify_argument_spec(),
         supports_check_mode=True,
     )
-    try:
-        result = ReleaseVerifier(module).run()
-    except ReleaseError as e:
-        module.fail_json(msg=str(e))
-    module.exit_json(changed=False, **result)
+    run_and_exit(module, lambda: ReleaseVerifier(module).run(), ReleaseError, exit_extra={"changed": False})
 
 
 if __name__ == "__main__":
