@@ -440,7 +440,8 @@ def render(res, an):
         ]
         for c in an["chunks"]:
             lines.append("| %d KiB | %s | %s | %.0f MB/s | %s | %.0f MB/s |" % (
-                c["chunk"] >> 10, fmt_seconds(c["wall_s"]["median"], 3), fmt_range(c["wall_s"], 3), c["mb_per_s"], fmt_seconds(c["cpu_s"]["median"], 3), c["cpu_mb_per_s"]))
+                c["chunk"] >> 10, fmt_seconds(c["wall_s"]["median"], 3), fmt_range(c["wall_s"], 3), c["mb_per_s"],
+                fmt_seconds(c["cpu_s"]["median"], 3), c["cpu_mb_per_s"]))
     lines += ["", "### Reading the numbers", ""] + ["- " + note for note in notes(res, an)]
     lines += [
         "",

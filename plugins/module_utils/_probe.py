@@ -108,6 +108,7 @@ def percentile(values, q):
 def is_transient(err):
     return err.status is None or err.status >= 500
 
+
 def request_digest(probe):
     """Fingerprint of what a probe sends (messages and the settings that change the
     answer), stored with its baseline so answers are compared only to the same prompt."""

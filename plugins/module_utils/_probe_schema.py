@@ -42,6 +42,7 @@ NORMALIZED = 1
 class SuiteError(Exception):
     """The suite is malformed. The message names the probe and the field."""
 
+
 def _short(text, n=80):
     text = text if isinstance(text, str) else repr(text)
     return repr(text if len(text) <= n else text[:n] + "...")

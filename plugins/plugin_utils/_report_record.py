@@ -87,7 +87,6 @@ def median(values):
     return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2.0
 
 
-
 class Recorder(object):
     """Collects a run from callback events into a plain dict (independent of Ansible objects,
     so it can be unit tested and serialised)."""
@@ -396,7 +395,6 @@ class Recorder(object):
 def worst(a, b):
     rank = {"skipped": 0, "ok": 1, "changed": 2, "ignored": 3, "failed": 4, "unreachable": 5}
     return a if rank.get(a, 1) >= rank.get(b, 1) else b
-
 
 
 def collection_info(root=None):

@@ -59,5 +59,3 @@ def write_reports(report, report_dir, started, playbook):
             shutil.rmtree(latest)
         shutil.copytree(run_dir, latest)
     return run_dir
-
-

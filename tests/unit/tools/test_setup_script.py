@@ -25,7 +25,8 @@ def interactive(script, **env):
     e = dict(os.environ)
     e.update(env)
     return subprocess.run(["bash", "--norc", "-i", "-c", script], cwd="/", env=e, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, universal_newlines=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, universal_newlines=True,
+                          check=False)
 
 
 def test_sourcing_keeps_the_shells_options_and_sets_the_environment():

@@ -330,8 +330,8 @@ def test_enabled_from_ansible_cfg_with_unreachable_host(tmp_path):
 def test_the_report_says_which_copy_of_the_collection_ran(tmp_path):
     src = record.collection_info(REPO)
     assert src["installed"] is False and src["version"] == "0.1.0" and src["path"] == REPO, src
-    (tmp_path / "MANIFEST.json").write_text(json.dumps({"collection_info": {"namespace": "modelops", "name": "fleet",
-                                                                           "version": "0.1.0"}}))
+    manifest = {"collection_info": {"namespace": "modelops", "name": "fleet", "version": "0.1.0"}}
+    (tmp_path / "MANIFEST.json").write_text(json.dumps(manifest))
     inst = record.collection_info(str(tmp_path))
     assert inst["installed"] is True and inst["version"] == "0.1.0", inst
     report = fleet_run().report()
