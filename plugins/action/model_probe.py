@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 
-from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
     failure_message,
     public,
@@ -27,27 +24,17 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import SuiteError
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
-from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import (
-    apply_similarity,
-    load_suite,
-)
+from ansible_collections.modelops.fleet.plugins.plugin_utils._action_module import ModuleAction
+from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import apply_similarity, load_suite
 
 
-class ActionModule(ActionBase):
+class ActionModule(ModuleAction):
     TRANSFERS_FILES = False
+    MODULE = "model_probe"
+    SPEC = staticmethod(probe_argument_spec)
 
-    def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        # The module's own spec, checked here before the suite is loaded or a request sent:
-        # a wrong type or a missing option fails on the controller, naming the option.
-        try:
-            dummy, valid = self.validate_argument_spec(argument_spec=probe_argument_spec())
-        except AnsibleActionFail as e:
-            result.update(failed=True, changed=False, msg="model_probe: %s" % e.message)
-            return result
-        # The module gets the task's own arguments (model_root expands on the host).
-        args = dict(self._task.args)
+    def run_validated(self, result, valid, args, task_vars):
+        # The spec was checked before the suite is loaded or a request sent.
         factor = valid["latency_factor"]
         dirs = []
         if self._loader.get_basedir():
@@ -62,8 +49,7 @@ class ActionModule(ActionBase):
         fail = valid["fail_on_failure"]
         args["suite"] = json.dumps(suite)
         args["fail_on_failure"] = False
-        mod = self._execute_module(module_name="modelops.fleet.model_probe", module_args=args,
-                                   task_vars=task_vars)
+        mod = self.run_module(args, task_vars)
         runs = mod.pop("_probe_runs", None)
         result.update(mod)
         result["suite"] = path

@@ -21,16 +21,10 @@ import uuid
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.urls import open_url
-from ansible.plugins.action import ActionBase
 
-from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST,
-    SIGNATURE,
-)
-from ansible_collections.modelops.fleet.plugins.module_utils._specs import (
-    SYNC_REQUIRED_IF,
-    sync_argument_spec,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._release import MANIFEST, SIGNATURE
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import SYNC_REQUIRED_IF, sync_argument_spec
+from ansible_collections.modelops.fleet.plugins.plugin_utils._action_module import ModuleAction
 from ansible_collections.modelops.fleet.plugins.plugin_utils._trust import (
     TrustError,
     resolve_keyring,
@@ -40,8 +34,11 @@ from ansible_collections.modelops.fleet.plugins.plugin_utils._trust import (
 MAX_META = 16 * 1024 * 1024
 
 
-class ActionModule(ActionBase):
+class ActionModule(ModuleAction):
     TRANSFERS_FILES = True
+    MODULE = "model_sync"
+    SPEC = staticmethod(sync_argument_spec)
+    REQUIRED_IF = SYNC_REQUIRED_IF
 
     def _read_meta(self, args):
         """args: the validated task arguments (defaults filled in from the module's spec)."""
@@ -90,23 +87,10 @@ class ActionModule(ActionBase):
 
     def _release_lease(self, args, task_vars):
         """Give the host's lease back when the push stops before the install step."""
-        self._execute_module(module_name="modelops.fleet.model_sync",
-                             module_args=dict(args, step="release"), task_vars=task_vars)
+        self.run_module(args, task_vars, _step="release")
 
-    def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        # The module's own spec, checked here before any manifest is read: a wrong type or
-        # a missing option fails on the controller, naming the option.
-        try:
-            dummy, valid = self.validate_argument_spec(argument_spec=sync_argument_spec(),
-                                                       required_if=SYNC_REQUIRED_IF)
-        except AnsibleActionFail as e:
-            result.update(failed=True, changed=False, msg="model_sync: %s" % e.message)
-            return result
-        # The module gets the task's own arguments (its paths expand on the host), plus
-        # what is computed here.
-        args = dict(self._task.args)
+    def run_validated(self, result, valid, args, task_vars):
+        # The spec was checked before any manifest is read.
         source = valid["source"]
         host = task_vars.get("inventory_hostname")
         try:
@@ -119,18 +103,16 @@ class ActionModule(ActionBase):
             result.update(failed=True, changed=False, msg="%s (host %s)" % (e, host))
             return result
         args["keyring"] = keyring
-        args["manifest_content"] = raw.decode("utf-8")
-        args["signature_content"] = (sig or b"").decode("utf-8", "replace")
-        args.pop("step", None)
+        args["_manifest_content"] = raw.decode("utf-8")
+        args["_signature_content"] = (sig or b"").decode("utf-8", "replace")
         # This sync's lease on the host, across plan -> push -> install.
-        args["lease"] = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:12])
+        args["_lease"] = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:12])
 
         if source == "push" and not self._task.check_mode:
             src = os.path.expanduser(args.get("src") or "")
             if not os.path.isdir(src):
                 raise AnsibleActionFail("model_sync: source=push needs src, a release directory on the controller")
-            plan = self._execute_module(module_name="modelops.fleet.model_sync",
-                                        module_args=dict(args, step="plan"), task_vars=task_vars)
+            plan = self.run_module(args, task_vars, _step="plan")
             if plan.get("failed") or plan.get("installed"):
                 result.update(plan)
                 result["signer"] = signer
@@ -151,15 +133,13 @@ class ActionModule(ActionBase):
             except Exception:
                 self._release_lease(args, task_vars)
                 raise
-            mod = self._execute_module(module_name="modelops.fleet.model_sync",
-                                       module_args=dict(args, step="install"), task_vars=task_vars)
+            mod = self.run_module(args, task_vars, _step="install")
             result.update(mod)
             if not mod.get("failed"):
                 result["bytes_transferred"] = pushed
                 result["files"] = plan["files"]
         else:
-            mod = self._execute_module(module_name="modelops.fleet.model_sync",
-                                       module_args=dict(args, step="install"), task_vars=task_vars)
+            mod = self.run_module(args, task_vars, _step="install")
             result.update(mod)
         result["signer"] = signer
         result["manifest_sha256"] = sha

@@ -16,13 +16,10 @@ import base64
 import os
 
 from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
 
-from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST,
-    SIGNATURE,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._release import MANIFEST, SIGNATURE
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import verify_argument_spec
+from ansible_collections.modelops.fleet.plugins.plugin_utils._action_module import ModuleAction
 from ansible_collections.modelops.fleet.plugins.plugin_utils._trust import (
     TrustError,
     resolve_keyring,
@@ -30,8 +27,10 @@ from ansible_collections.modelops.fleet.plugins.plugin_utils._trust import (
 )
 
 
-class ActionModule(ActionBase):
+class ActionModule(ModuleAction):
     TRANSFERS_FILES = False
+    MODULE = "model_verify"
+    SPEC = staticmethod(verify_argument_spec)
 
     def _slurp(self, path, task_vars, missing_ok=False):
         res = self._execute_module(module_name="ansible.builtin.slurp",
@@ -43,17 +42,8 @@ class ActionModule(ActionBase):
                 path, task_vars.get("inventory_hostname"), res.get("msg")))
         return base64.b64decode(res["content"])
 
-    def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        # The module's own spec, checked here before anything is read from the host.
-        try:
-            dummy, valid = self.validate_argument_spec(argument_spec=verify_argument_spec())
-        except AnsibleActionFail as e:
-            result.update(failed=True, changed=False, msg="model_verify: %s" % e.message)
-            return result
-        # The module gets the task's own arguments (its paths expand on the host).
-        args = dict(self._task.args)
+    def run_validated(self, result, valid, args, task_vars):
+        # The spec was checked before anything is read from the host.
         path = args["path"]
         host = task_vars.get("inventory_hostname")
         manifest_path = os.path.join(path, MANIFEST)
@@ -68,10 +58,8 @@ class ActionModule(ActionBase):
         except TrustError as e:
             result.update(failed=True, msg=str(e), changed=False)
             return result
-        args["manifest_sha256"] = sha
         args["keyring"] = keyring
-        mod = self._execute_module(module_name="modelops.fleet.model_verify",
-                                   module_args=args, task_vars=task_vars)
+        mod = self.run_module(args, task_vars, _manifest_sha256=sha)
         result.update(mod)
         if not mod.get("failed"):
             result["signer"] = signer

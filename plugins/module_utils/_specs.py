@@ -2,10 +2,13 @@
 # Copyright (c) modelops.fleet contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Argument specs of the modules that have an action plugin (model_sync, model_probe,
-model_verify), in one place: each module validates with its spec on the host, and its
-action plugin validates the task's arguments with the same spec on the controller before
-it does anything (and reads its defaults from it instead of restating them)."""
+"""Argument specs in one place: the option groups several modules share (the engine API
+and the model store, documented once in doc_fragments/engine_api.py and model_store.py;
+the trust options are in _trust_spec.py), and the whole specs of the modules that have an
+action plugin (model_sync, model_probe, model_verify): each of those modules validates with
+its spec on the host, and its action plugin validates the task's arguments with the same
+spec on the controller before it does anything (and reads its defaults from it instead of
+restating them)."""
 
 from __future__ import annotations
 
@@ -14,37 +17,64 @@ from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import 
 SYNC_REQUIRED_IF = [("source", "mirror", ("url",))]
 
 
+def _internal(**options):
+    """Options the action plugin sets and tasks may not: named with a leading "_", so
+    validate-modules and ansible-doc treat them as hidden (they are not documented)."""
+    if not all(k.startswith("_") for k in options):
+        raise ValueError("internal options start with _: %s" % sorted(options))
+    return options
+
+
+def internal_options(spec):
+    """The hidden options of a spec (see _internal)."""
+    return sorted(k for k in spec if k.startswith("_"))
+
+
+def engine_api_spec():
+    """The engine API options (doc fragment modelops.fleet.engine_api)."""
+    return dict(
+        url=dict(type="str", default="http://127.0.0.1:8080"),
+        served_name=dict(type="str", required=True),
+        api_key=dict(type="str", no_log=True),
+    )
+
+
+def model_store_spec():
+    """The model store option (doc fragment modelops.fleet.model_store)."""
+    return dict(model_root=dict(type="path", default="/srv/models"))
+
+
 def sync_argument_spec():
     """A fresh copy of model_sync's argument spec."""
     spec = trust_argument_spec()
+    spec.update(model_store_spec())
     spec.update(
         src=dict(type="str"),
         url=dict(type="str"),
         source=dict(type="str", choices=["push", "mirror"], default="push"),
-        model_root=dict(type="path", default="/srv/models"),
         space_margin_mb=dict(type="int", default=64),
         timeout=dict(type="int", default=30),
         sync_timeout=dict(type="int", default=0),
         validate_certs=dict(type="bool", default=True),
-        # set by the action plugin, not by users
-        manifest_content=dict(type="str"),
-        signature_content=dict(type="str"),
-        step=dict(type="str", choices=["plan", "install", "release"], default="install"),
-        lease=dict(type="str"),
         lock_timeout=dict(type="int", default=60),
         lease_timeout=dict(type="int", default=1800),
     )
+    spec.update(_internal(
+        # the verified manifest and its signature, the call's step and the sync's lease
+        _manifest_content=dict(type="str"),
+        _signature_content=dict(type="str"),
+        _step=dict(type="str", choices=["plan", "install", "release"], default="install"),
+        _lease=dict(type="str"),
+    ))
     return spec
 
 
 def probe_argument_spec():
     """A fresh copy of model_probe's argument spec."""
-    return dict(
-        url=dict(type="str", default="http://127.0.0.1:8080"),
-        served_name=dict(type="str", required=True),
+    spec = engine_api_spec()
+    spec.update(model_store_spec())
+    spec.update(
         suite=dict(type="str", required=True),
-        api_key=dict(type="str", no_log=True),
-        model_root=dict(type="path", default="/srv/models"),
         baseline=dict(type="str", choices=["record", "compare", "ignore"], default="ignore"),
         model_name=dict(type="str"),
         latency_factor=dict(type="float", default=1.3),
@@ -52,6 +82,7 @@ def probe_argument_spec():
         require_baseline=dict(type="bool", default=False),
         fail_on_failure=dict(type="bool", default=True),
     )
+    return spec
 
 
 def verify_argument_spec():
@@ -62,7 +93,7 @@ def verify_argument_spec():
         full=dict(type="bool", default=False),
         hash_cache=dict(type="str", default="auto"),
         check_layout=dict(type="bool", default=True),
-        # set by the action plugin, not by users
-        manifest_sha256=dict(type="str"),
     )
+    # the sha256 of the manifest the controller verified
+    spec.update(_internal(_manifest_sha256=dict(type="str")))
     return spec

@@ -29,13 +29,6 @@ description:
   - Uses only the Python standard library on the target.
 author:
   - modelops.fleet developers (@modelops)
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; it runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing is changed, so there is no diff.
 options:
   timeout:
     description: Seconds to wait in total before failing.
@@ -75,6 +68,8 @@ options:
         release. Requires O(unit); reading another process's working directory needs root.
     type: path
 extends_documentation_fragment:
+  - modelops.fleet.attributes
+  - modelops.fleet.attributes.read_only
   - modelops.fleet.engine_api
 """
 
@@ -139,16 +134,10 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.fleet.plugins.module_utils._attest import (
-    AttestError,
-    attest_unit,
-    unit_number,
-)
-from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import (
-    ApiError,
-    OpenAIClient,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import AttestError, attest_unit, unit_number
+from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import ApiError, OpenAIClient
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import engine_api_spec
 
 
 class EngineNotReady(Exception):
@@ -280,13 +269,11 @@ class ReadinessWaiter(object):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", default="http://127.0.0.1:8080"),
-            served_name=dict(type="str", required=True),
+            engine_api_spec(),
             timeout=dict(type="int", default=180),
             completion=dict(type="bool", default=True),
             prompt=dict(type="str", default="What is the capital of France? Answer in one word."),
             max_tokens=dict(type="int", default=16, no_log=False),
-            api_key=dict(type="str", no_log=True),
             unit=dict(type="str"),
             journal_lines=dict(type="int", default=20),
             max_restarts=dict(type="int", default=2),

@@ -34,13 +34,12 @@ author:
   - modelops.fleet developers (@modelops)
 attributes:
   check_mode:
-    support: full
-    description:
+    details:
       - Verifies the release and reports the links, the ledger event and the releases
         that would be deleted; writes nothing and does not take the lock.
   diff_mode:
     support: full
-    description: Shows C(current) and C(previous) before and after.
+    details: Shows C(current) and C(previous) before and after.
 options:
   model_name:
     description: Model name, for example C(qwen3-4b-instruct).
@@ -93,6 +92,7 @@ seealso:
   - module: modelops.fleet.model_info
   - module: modelops.fleet.model_verify
 extends_documentation_fragment:
+  - modelops.fleet.attributes
   - modelops.fleet.model_store
 """
 
@@ -159,30 +159,17 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
-    HostLock,
-    HostStateError,
-    Ledger,
-    installed_releases,
-    iso_to_epoch,
-    read_link,
-    release_rel,
-    remove_leftovers,
-    remove_release,
-    switch_link,
+    HostStateError, Ledger, installed_releases, iso_to_epoch, read_link, release_rel, remove_leftovers,
+    remove_release, switch_link,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST,
-    HashCache,
-    ReleaseError,
-    default_cache_path,
-    load_manifest_bytes,
-    validate_model_name,
-    validate_variant,
-    validate_version,
-    verify_tree,
+    MANIFEST, HashCache, ReleaseError, default_cache_path, load_manifest_bytes, validate_model_name,
+    validate_variant, validate_version, verify_tree,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import model_store_spec
 
 
 class ActivateError(Exception):
@@ -384,7 +371,7 @@ class Activator(object):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            model_root=dict(type="path", default="/srv/models"),
+            model_store_spec(),
             model_name=dict(type="str", required=True),
             version=dict(type="str"),
             variant=dict(type="str"),

@@ -22,13 +22,6 @@ description:
   - Runs on the target with the Python standard library only.
 author:
   - modelops.fleet developers (@modelops)
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same way.
-  diff_mode:
-    support: none
-    description: Read-only.
 options:
   model_name:
     description:
@@ -42,6 +35,8 @@ options:
 seealso:
   - module: modelops.fleet.model_activate
 extends_documentation_fragment:
+  - modelops.fleet.attributes
+  - modelops.fleet.attributes.read_only
   - modelops.fleet.model_store
 """
 
@@ -126,19 +121,13 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import lock_holder
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
-    HostStateError,
-    Ledger,
-    installed_releases,
-    list_models,
-    lock_holder,
-    read_link,
-    release_rel,
-    tree_size,
-    utc_iso,
+    HostStateError, Ledger, installed_releases, list_models, read_link, release_rel, tree_size, utc_iso,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._release import MANIFEST
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import model_store_spec
 
 
 class HostInfo(object):
@@ -221,7 +210,7 @@ class HostInfo(object):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            model_root=dict(type="path", default="/srv/models"),
+            model_store_spec(),
             model_name=dict(type="str"),
             ledger_lines=dict(type="int", default=20),
         ),

@@ -26,11 +26,12 @@ requirements:
   - python-gnupg (when O(sign=true))
 attributes:
   check_mode:
-    support: full
-    description: Reports whether the manifest or signature would change; writes nothing.
+    details: Reports whether the manifest or signature would change; writes nothing.
   diff_mode:
     support: full
-    description: Shows the manifest before and after.
+    details: Shows the manifest before and after.
+extends_documentation_fragment:
+  - modelops.fleet.attributes
 options:
   path:
     description:
@@ -173,32 +174,12 @@ import re
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.modelops.fleet.plugins.module_utils._gpg import (
-    GNUPG_IMPORT_ERROR,
-    HAS_GNUPG,
-    SignatureError,
-    sign_detached,
-    signature_is_valid_for,
+    GNUPG_IMPORT_ERROR, HAS_GNUPG, SignatureError, sign_detached, signature_is_valid_for,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._repository import (
-    INDEX,
-    update_index,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._repository import INDEX, update_index
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST,
-    SIGNATURE,
-    HashCache,
-    ReleaseError,
-    atomic_write,
-    build_manifest,
-    canonical_json,
-    check_relpath,
-    default_cache_path,
-    parse_release_name,
-    parse_time,
-    release_name,
-    utcnow,
-    validate_model_name,
-    validate_variant,
+    MANIFEST, SIGNATURE, HashCache, ReleaseError, atomic_write, build_manifest, canonical_json, check_relpath,
+    default_cache_path, parse_release_name, parse_time, release_name, utcnow, validate_model_name, validate_variant,
     validate_version,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit

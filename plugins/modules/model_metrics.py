@@ -35,11 +35,10 @@ author:
   - modelops.fleet developers (@modelops)
 attributes:
   check_mode:
-    support: full
-    description: Reports whether the file would change and writes nothing.
+    details: Reports whether the file would change and writes nothing.
   diff_mode:
     support: full
-    description: The old and the new content of the file.
+    details: The old and the new content of the file.
 options:
   path:
     description:
@@ -90,6 +89,7 @@ notes:
   - The textfile collector must be enabled in node_exporter with
     C(--collector.textfile.directory) pointing at the directory of O(path).
 extends_documentation_fragment:
+  - modelops.fleet.attributes
   - modelops.fleet.model_store
 """
 
@@ -141,15 +141,10 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
-    HostStateError,
-    Ledger,
-    installed_releases,
-    iso_to_epoch,
-    list_models,
-    read_link,
-    release_rel,
+    HostStateError, Ledger, installed_releases, iso_to_epoch, list_models, read_link, release_rel,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._release import atomic_write
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import model_store_spec
 
 
 class MetricsError(Exception):
@@ -377,8 +372,8 @@ class Metrics(object):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            model_store_spec(),
             path=dict(type="path", default="/var/lib/node_exporter/textfile_collector/modelops_fleet.prom"),
-            model_root=dict(type="path", default="/srv/models"),
             model_name=dict(type="str"),
             result=dict(type="str", choices=["upgraded", "failed", "rolled_back"]),
             time=dict(type="str"),

@@ -39,14 +39,12 @@ author:
   - modelops.fleet developers (@modelops)
 attributes:
   check_mode:
-    support: full
-    description: The probes run in check mode too; no baseline is recorded.
+    details: The probes run in check mode too; no baseline is recorded.
   diff_mode:
     support: none
-    description: Nothing is changed except the ledger, so there is no diff.
+    details: Nothing is changed except the ledger, so there is no diff.
   action:
-    support: full
-    description: The action plugin loads the suite and evaluates similarity on the controller.
+    details: The action plugin loads the suite and evaluates similarity on the controller.
 options:
   suite:
     description:
@@ -92,6 +90,8 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - modelops.fleet.attributes
+  - modelops.fleet.attributes.action
   - modelops.fleet.engine_api
   - modelops.fleet.model_store
 """
@@ -174,32 +174,15 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
-    HostLock,
-    HostStateError,
-    LatencyHistory,
-    Ledger,
-)
-from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import (
-    ApiError,
-    OpenAIClient,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock
+from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostStateError, LatencyHistory, Ledger
+from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import ApiError, OpenAIClient
 from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
-    apply_previous,
-    baseline_from,
-    collect_latency,
-    failure_message,
-    fresh_latencies,
-    public,
-    request_digest,
-    run_probe,
-    skipped_summary,
-    summarize,
+    apply_previous, baseline_from, collect_latency, failure_message, fresh_latencies, public, request_digest,
+    run_probe, skipped_summary, summarize,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import (
-    SuiteError,
-    is_normalized,
-    normalize_suite,
+    SuiteError, is_normalized, normalize_suite,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
 

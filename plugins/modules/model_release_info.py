@@ -23,14 +23,9 @@ author:
   - modelops.fleet developers (@modelops)
 requirements:
   - python-gnupg
-attributes:
-  check_mode:
-    support: full
-    description: Read-only.
-  diff_mode:
-    support: none
-    description: Read-only.
 extends_documentation_fragment:
+  - modelops.fleet.attributes
+  - modelops.fleet.attributes.read_only
   - modelops.fleet.trust
 options:
   repository:
@@ -120,22 +115,12 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.modelops.fleet.plugins.module_utils._catalog import (
-    Catalog,
-    RollbackRefused,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._catalog import Catalog, RollbackRefused
 from ansible_collections.modelops.fleet.plugins.module_utils._gpg import (
-    GNUPG_IMPORT_ERROR,
-    HAS_GNUPG,
-    SignatureError,
-    verify_detached,
+    GNUPG_IMPORT_ERROR, HAS_GNUPG, SignatureError, verify_detached,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    ReleaseError,
-    check_expiry,
-    load_manifest_bytes,
-    release_name,
-    validate_version,
+    ReleaseError, check_expiry, load_manifest_bytes, release_name, validate_version,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._repository import Repository
 from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec

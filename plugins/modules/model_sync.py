@@ -32,15 +32,15 @@ requirements:
   - python-gnupg on the controller
 attributes:
   check_mode:
-    support: full
-    description: Reports which files would be transferred, linked or are present; writes nothing.
+    details: Reports which files would be transferred, linked or are present; writes nothing.
   diff_mode:
     support: full
-    description: Shows the release's file list with the action for each file.
+    details: Shows the release's file list with the action for each file.
   action:
-    support: full
-    description: Signature checks and the push transfer run on the controller.
+    details: Signature checks and the push transfer run on the controller.
 extends_documentation_fragment:
+  - modelops.fleet.attributes
+  - modelops.fleet.attributes.action
   - modelops.fleet.model_store
   - modelops.fleet.trust
 options:
@@ -78,12 +78,6 @@ options:
     description: Validate the mirror's TLS certificate.
     type: bool
     default: true
-  manifest_content:
-    description: The verified C(manifest.json). Set by the action plugin.
-    type: str
-  signature_content:
-    description: Its detached signature. Set by the action plugin.
-    type: str
   lock_timeout:
     description: Seconds to wait for another upgrade of the same host to release the host lock.
     type: int
@@ -97,14 +91,6 @@ options:
         upgrade.
     type: int
     default: 1800
-  step:
-    description: Internal. C(plan), C(install) or C(release); set by the action plugin.
-    type: str
-    choices: [plan, install, release]
-    default: install
-  lease:
-    description: Internal. The token of this sync's lease on the host; set by the action plugin.
-    type: str
 """
 
 EXAMPLES = r"""
@@ -157,21 +143,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
-    HostLock,
-    HostStateError,
-    Ledger,
-    LockError,
-    describe_lease,
-    drop_lease,
-    other_lease,
-    take_lease,
+from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import (
+    HostLock, LockError, describe_lease, drop_lease, other_lease, take_lease,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostStateError, Ledger
 from ansible_collections.modelops.fleet.plugins.module_utils._release import ReleaseError
-from ansible_collections.modelops.fleet.plugins.module_utils._sync import (
-    Installer,
-    SyncError,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._sync import Installer, SyncError
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import SYNC_REQUIRED_IF, sync_argument_spec
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
@@ -180,10 +157,10 @@ class SyncManager(object):
     def __init__(self, module):
         self.module = module
         p = module.params
-        if not p["manifest_content"]:
-            raise SyncError("model_sync must run through its action plugin (manifest_content is missing)")
-        self.installer = Installer(p["model_root"], p["manifest_content"].encode("utf-8"),
-                                   (p["signature_content"] or "").encode("utf-8"),
+        if not p["_manifest_content"]:
+            raise SyncError("model_sync must run through its action plugin (_manifest_content is missing)")
+        self.installer = Installer(p["model_root"], p["_manifest_content"].encode("utf-8"),
+                                   (p["_signature_content"] or "").encode("utf-8"),
                                    space_margin=p["space_margin_mb"] * 1024 * 1024)
 
     def result(self, plan, changed, transferred=0, linked=0):
@@ -200,9 +177,9 @@ class SyncManager(object):
     def run(self):
         p = self.module.params
         inst = self.installer
-        if p["step"] == "release":
+        if p["_step"] == "release":
             with HostLock(p["model_root"], timeout=p["lock_timeout"], purpose="model_sync %s" % inst.name):
-                drop_lease(p["model_root"], p["lease"])
+                drop_lease(p["model_root"], p["_lease"])
             return dict(changed=False, release=inst.name, released=True)
         plan = inst.plan()
         if plan["installed"]:
@@ -219,7 +196,7 @@ class SyncManager(object):
         # One upgrade at a time per host across plan -> push -> install: the host lock is
         # held per module call, the lease across the calls of one sync. Another upgrade's
         # live lease (its staging area still being written) is waited for.
-        token = p["lease"]
+        token = p["_lease"]
         deadline = time.monotonic() + max(p["lease_timeout"], 0)
         while True:
             with HostLock(p["model_root"], timeout=p["lock_timeout"], purpose="model_sync %s" % inst.name):
@@ -230,7 +207,7 @@ class SyncManager(object):
                     return self.result(plan, False)
                 other = other_lease(p["model_root"], token)
                 if other is None:
-                    if p["step"] == "plan":
+                    if p["_step"] == "plan":
                         take_lease(p["model_root"], token, inst.name, "model_sync %s" % inst.name)
                         try:
                             return self.stage(plan)
@@ -250,7 +227,7 @@ class SyncManager(object):
         p = self.module.params
         inst = self.installer
         inst.prepare(plan)
-        if p["step"] == "plan":
+        if p["_step"] == "plan":
             # The controller pushes tails next; report where to put them.
             for f in plan["files"]:
                 if f["action"] == "transfer":

@@ -32,15 +32,15 @@ requirements:
   - python-gnupg on the controller
 attributes:
   check_mode:
-    support: full
-    description: Verifies the same way; does not write the hash cache or the catalog.
+    details: Verifies the same way; does not write the hash cache or the catalog.
   diff_mode:
     support: none
-    description: Verification changes nothing.
+    details: Verification changes nothing.
   action:
-    support: full
-    description: The signature and catalog checks run on the controller.
+    details: The signature and catalog checks run on the controller.
 extends_documentation_fragment:
+  - modelops.fleet.attributes
+  - modelops.fleet.attributes.action
   - modelops.fleet.trust
 options:
   path:
@@ -65,11 +65,6 @@ options:
         release's directory (mix-and-match) is refused.
     type: bool
     default: true
-  manifest_sha256:
-    description:
-      - sha256 of the C(manifest.json) the controller verified. Set by the action plugin;
-        the target refuses a manifest that differs from it (swapped after the check).
-    type: str
 """
 
 EXAMPLES = r"""
@@ -149,13 +144,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST,
-    HashCache,
-    ReleaseError,
-    default_cache_path,
-    load_manifest_bytes,
-    release_name,
-    verify_tree,
+    MANIFEST, HashCache, ReleaseError, default_cache_path, load_manifest_bytes, release_name, verify_tree,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import verify_argument_spec
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
@@ -183,10 +172,10 @@ class ReleaseVerifier(object):
         except OSError as e:
             raise ReleaseError("cannot read %s: %s" % (manifest_path, e.strerror))
         sha = hashlib.sha256(raw).hexdigest()
-        if p["manifest_sha256"] and sha != p["manifest_sha256"].lower():
+        if p["_manifest_sha256"] and sha != p["_manifest_sha256"].lower():
             raise ReleaseError(
                 "%s changed since its signature was checked (sha256 %s, verified %s): "
-                "refusing it" % (manifest_path, sha, p["manifest_sha256"]))
+                "refusing it" % (manifest_path, sha, p["_manifest_sha256"]))
         manifest = load_manifest_bytes(raw, manifest_path)
         ident = [manifest["model_name"], manifest["version"], manifest["variant"]]
         if p["check_layout"] and self.path.rstrip("/").split("/")[-3:] != ident:

@@ -10,18 +10,20 @@ gpg-agents gpg started for those homes (by home, never by name).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 
 
-class Key(object):
-    def __init__(self, home, fingerprint, public, passphrase=None, faked_time=None):
-        self.home = home
-        self.fingerprint = fingerprint
-        self.public = public
-        self.passphrase = passphrase
-        # gpg --faked-system-time for keys that live in the past (the expired key).
-        self.faked_time = faked_time
+@dataclasses.dataclass
+class Key:
+    """A test key: its GnuPG home, fingerprint and exported public key file."""
+    home: str
+    fingerprint: str
+    public: str
+    passphrase: str | None = None
+    # gpg --faked-system-time for keys that live in the past (the expired key).
+    faked_time: str | None = None
 
     def time_args(self):
         return ["--faked-system-time", self.faked_time] if self.faked_time else []

@@ -55,3 +55,31 @@ def test_model_verify_task_is_validated_before_the_manifest_is_read(tmp_path):
     # Valid arguments get as far as reading the manifest, which this directory lacks.
     status, res = adhoc("modelops.fleet.model_verify", base, tmp_path)
     assert status == "FAILED" and "manifest.json" in res["msg"] and not res["msg"].startswith("model_verify: "), res
+
+
+def test_internal_options_are_refused_in_a_task(tmp_path):
+    # _step, _manifest_content, ... are the plugin's channel to its module: a task that sets
+    # one (to skip the signature check, say) is refused before anything is read.
+    release = tmp_path / "release"
+    release.mkdir()
+    trust = {"keyring": [str(tmp_path / "k.asc")], "trusted_fingerprints": ["0" * 40]}
+    status, res = adhoc("modelops.fleet.model_sync", dict(trust, src=str(release), _step="install",
+                                                          _manifest_content="{}"), tmp_path)
+    assert status == "FAILED" and res["msg"] == ("model_sync: _manifest_content, _step are set by the action plugin, "
+                                                 "not by a task: remove them"), res
+    status, res = adhoc("modelops.fleet.model_verify", dict(trust, path=str(release), _manifest_sha256="0" * 64), tmp_path)
+    assert status == "FAILED" and res["msg"].startswith("model_verify: _manifest_sha256 is set by the action plugin"), res
+
+
+def test_ansible_doc_shows_no_internal_option():
+    modules = ["model_sync", "model_verify", "model_probe", "model_activate", "inference_ready", "model_info",
+               "model_manifest", "model_metrics", "model_release_info"]
+    proc = subprocess.run(["ansible-doc", "--json"] + ["modelops.fleet." + m for m in modules],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True, timeout=300)
+    docs = json.loads(proc.stdout)
+    assert sorted(docs) == sorted("modelops.fleet." + m for m in modules)
+    for name, doc in docs.items():
+        options = doc["doc"]["options"]
+        hidden = [o for o in options if o.startswith("_") or "set by the action plugin" in str(options[o]).lower()]
+        assert not hidden, (name, hidden)
+    assert "src" in docs["modelops.fleet.model_sync"]["doc"]["options"]  # the public ones are there

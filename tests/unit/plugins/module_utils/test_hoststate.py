@@ -16,17 +16,9 @@ import time
 
 import pytest
 
+from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock, LockError, lock_holder
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
-    LEDGER_MAX_EVENTS,
-    HostLock,
-    HostStateError,
-    Ledger,
-    LockError,
-    installed_releases,
-    lock_holder,
-    read_link,
-    remove_release,
-    switch_link,
+    LEDGER_MAX_EVENTS, HostStateError, Ledger, installed_releases, read_link, remove_release, switch_link,
 )
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -70,7 +62,7 @@ def test_lock_dies_with_its_holder(tmp_path):
     """A crashed upgrade cannot leave a stale lock behind: flock goes with the process."""
     holder_code = (
         "import sys, time\n"
-        "from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostLock\n"
+        "from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock\n"
         "with HostLock(sys.argv[1], timeout=5, purpose='holder process'):\n"
         "    print('locked', flush=True)\n"
         "    time.sleep(60)\n")

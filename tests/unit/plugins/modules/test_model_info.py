@@ -10,7 +10,7 @@ import json
 import os
 import re
 
-from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostLock
+from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     build_manifest,
     canonical_json,

@@ -53,7 +53,7 @@ def mirror(tmp_path):
 
 def sync_args(root, url, version, raw, **extra):
     args = dict(source="mirror", url="%s/%s/%s/%s" % (url, MODEL, version, VARIANT), model_root=str(root),
-                manifest_content=raw.decode(), signature_content="sig", keyring=["/dev/null"],
+                _manifest_content=raw.decode(), _signature_content="sig", keyring=["/dev/null"],
                 trusted_fingerprints=["X"])
     args.update(extra)
     return args
@@ -137,8 +137,8 @@ def test_disk_full_message_names_the_filesystem_the_file_and_the_space(tmp_path)
 
 
 def _push_args(root, version, raw, lease, **extra):
-    args = dict(source="push", src="/unused-on-the-host", model_root=str(root), manifest_content=raw.decode(),
-                signature_content="sig", keyring=["/dev/null"], trusted_fingerprints=["X"], lease=lease)
+    args = dict(source="push", src="/unused-on-the-host", model_root=str(root), _manifest_content=raw.decode(),
+                _signature_content="sig", keyring=["/dev/null"], trusted_fingerprints=["X"], _lease=lease)
     args.update(extra)
     return args
 
@@ -161,18 +161,18 @@ def test_second_sync_waits_for_the_first_across_plan_push_install(module_runner,
     raw = make_release(repo, "2411", os.urandom(200000))
     rel = repo / MODEL / "2411" / VARIANT
     root = tmp_path / "models"
-    plan_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", step="plan"))
+    plan_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", _step="plan"))
     assert plan_a.get("failed") is not True, plan_a
     lease = json.loads((root / ".modelops" / "lease.json").read_text())
     assert lease["token"] == "ctl:1:a" and lease["release"] == "%s-2411-%s" % (MODEL, VARIANT)
     out = {}
     b = threading.Thread(target=lambda: out.update(module_runner(
-        "model_sync", **_push_args(root, "2411", raw, "ctl:2:b", step="plan"))))
+        "model_sync", **_push_args(root, "2411", raw, "ctl:2:b", _step="plan"))))
     b.start()
     b.join(4)
     assert b.is_alive(), "B did not wait for A's lease: %s" % out
     _push_tails(plan_a, rel)
-    done_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", step="install"))
+    done_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", _step="install"))
     assert done_a["changed"] is True, done_a
     b.join(30)
     assert not b.is_alive() and out.get("failed") is not True, out
@@ -186,9 +186,9 @@ def test_a_live_lease_is_named_after_lease_timeout_and_an_abandoned_one_taken_ov
     repo = tmp_path / "repo"
     raw = make_release(repo, "2411", os.urandom(5000))
     root = tmp_path / "models"
-    plan_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", step="plan"))
+    plan_a = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", _step="plan"))
     assert plan_a.get("failed") is not True, plan_a
-    late = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", step="plan", lease_timeout=3))
+    late = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", _step="plan", lease_timeout=3))
     assert late["failed"] is True
     assert "another upgrade (ctl:1:a, since" in late["msg"] and "is installing %s-2411-%s on this host" % (MODEL, VARIANT) in late["msg"]
     assert "waited 3 s for it (lease_timeout)" in late["msg"], late["msg"]
@@ -200,11 +200,11 @@ def test_a_live_lease_is_named_after_lease_timeout_and_an_abandoned_one_taken_ov
     lease = json.loads((root / ".modelops" / "lease.json").read_text())
     lease["epoch"] = old
     (root / ".modelops" / "lease.json").write_text(json.dumps(lease))
-    plan_b = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", step="plan", lease_timeout=3))
+    plan_b = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", _step="plan", lease_timeout=3))
     assert plan_b.get("failed") is not True, plan_b
     assert json.loads((root / ".modelops" / "lease.json").read_text())["token"] == "ctl:2:b"
-    # step=release gives it back (the action plugin's path when a push stops early)
-    rel = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", step="release"))
+    # _step=release gives it back (the action plugin's path when a push stops early)
+    rel = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:2:b", _step="release"))
     assert rel["released"] is True and not (root / ".modelops" / "lease.json").exists()
 
 
