@@ -8,10 +8,14 @@ request or read a manifest: a wrong type or a missing option fails naming the op
 
 from __future__ import annotations
 
+import functools
 import json
+import pathlib
 import re
 import subprocess
 import sys
+
+import yaml
 
 
 def adhoc(module, args, tmp_path):
@@ -71,15 +75,47 @@ def test_internal_options_are_refused_in_a_task(tmp_path):
     assert status == "FAILED" and res["msg"].startswith("model_verify: _manifest_sha256 is set by the action plugin"), res
 
 
-def test_ansible_doc_shows_no_internal_option():
-    modules = ["model_sync", "model_verify", "model_probe", "model_activate", "inference_ready", "model_info",
-               "model_manifest", "model_metrics", "model_release_info"]
-    proc = subprocess.run(["ansible-doc", "--json"] + ["modelops.fleet." + m for m in modules],
+MODULES = ["model_sync", "model_verify", "model_probe", "model_activate", "inference_ready", "model_info",
+           "model_manifest", "model_metrics", "model_release_info"]
+
+
+@functools.lru_cache(maxsize=None)
+def module_docs():
+    """ansible-doc --json of every module of the collection, by short name."""
+    proc = subprocess.run(["ansible-doc", "--json"] + ["modelops.fleet." + m for m in MODULES],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True, timeout=300)
-    docs = json.loads(proc.stdout)
-    assert sorted(docs) == sorted("modelops.fleet." + m for m in modules)
+    return {k.split(".")[-1]: v for k, v in json.loads(proc.stdout).items()}
+
+
+def test_ansible_doc_shows_no_internal_option():
+    docs = module_docs()
+    assert sorted(docs) == sorted(MODULES)
     for name, doc in docs.items():
         options = doc["doc"]["options"]
         hidden = [o for o in options if o.startswith("_") or "set by the action plugin" in str(options[o]).lower()]
         assert not hidden, (name, hidden)
-    assert "src" in docs["modelops.fleet.model_sync"]["doc"]["options"]  # the public ones are there
+    assert "src" in docs["model_sync"]["doc"]["options"]  # the public ones are there
+
+
+# The options each module_defaults group of meta/runtime.yml stands for (the playbooks and
+# the model_upgrade role set them once per play or block for the whole group).
+GROUP_OPTIONS = {
+    "engine": {"url", "served_name", "api_key"},
+    "store": {"model_root"},
+    "trust": {"keyring", "trusted_fingerprints", "catalog"},
+}
+
+
+def test_every_module_of_a_group_takes_the_groups_options():
+    runtime = yaml.safe_load(pathlib.Path(__file__).resolve().parents[4].joinpath("meta", "runtime.yml").read_text())
+    groups = runtime["action_groups"]
+    assert set(GROUP_OPTIONS) | {"fleet"} == set(groups)
+    assert sorted(groups["fleet"]) == sorted(MODULES)
+    docs = module_docs()
+    for group, options in GROUP_OPTIONS.items():
+        assert groups[group], group
+        for module in groups[group]:
+            assert options <= set(docs[module]["doc"]["options"]), (group, module, options)
+        # and no module that takes them all is left out of the group
+        takers = [m for m in MODULES if options <= set(docs[m]["doc"]["options"])]
+        assert sorted(takers) == sorted(groups[group]), (group, takers)
