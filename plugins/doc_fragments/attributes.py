@@ -7,10 +7,12 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    # The attributes every module of the collection has: each supports check mode fully;
-    # a module adds its own details (what check mode reports) and its diff_mode support.
+    # What every module of the collection shares: its authors, and full check mode support
+    # (a module adds its own details: what check mode reports, and its diff_mode support).
     DOCUMENTATION = r"""
 options: {}
+author:
+  - modelops.fleet developers (@modelops)
 attributes:
   check_mode:
     description: Can run in check mode and report what would change without changing the host.

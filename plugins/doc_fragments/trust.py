@@ -11,6 +11,8 @@ class ModuleDocFragment(object):
     # (model_verify, model_sync, model_release_info). The argument spec is
     # module_utils/_trust_spec.py.
     DOCUMENTATION = r"""
+requirements:
+  - python-gnupg where the signature is checked (the controller, for the modules with an action plugin)
 options:
   keyring:
     description:

@@ -22,7 +22,7 @@ import socket
 import time
 
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import STATE_DIR, HostStateError, utc_iso
-from ansible_collections.modelops.fleet.plugins.module_utils._release import atomic_write
+from ansible_collections.modelops.fleet.plugins.module_utils._files import atomic_write
 
 LOCK_FILE = "lock"
 LEASE_FILE = "lease.json"

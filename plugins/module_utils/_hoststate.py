@@ -25,13 +25,8 @@ import os
 import stat
 import time
 
-from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST,
-    ReleaseError,
-    atomic_write,
-    parse_time,
-    remove_tree,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._files import atomic_write, remove_tree
+from ansible_collections.modelops.fleet.plugins.module_utils._release import MANIFEST, ReleaseError, parse_time
 
 STATE_DIR = ".modelops"
 STATE_FILE = "state.json"

@@ -18,14 +18,9 @@ import os
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.modelops.fleet.plugins.module_utils._files import atomic_write
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST,
-    SIGNATURE,
-    ReleaseError,
-    atomic_write,
-    validate_model_name,
-    validate_variant,
-    validate_version,
+    MANIFEST, SIGNATURE, ReleaseError, validate_model_name, validate_variant, validate_version,
 )
 
 INDEX = "index.json"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec
 
 SYNC_REQUIRED_IF = [("source", "mirror", ("url",))]
+SYNC_STEPS = ("plan", "install", "release")
 
 
 def _internal(**options):
@@ -63,7 +64,7 @@ def sync_argument_spec():
         # the verified manifest and its signature, the call's step and the sync's lease
         _manifest_content=dict(type="str"),
         _signature_content=dict(type="str"),
-        _step=dict(type="str", choices=["plan", "install", "release"], default="install"),
+        _step=dict(type="str"),  # plan, install (when unset) or release: see SYNC_STEPS
         _lease=dict(type="str"),
     ))
     return spec

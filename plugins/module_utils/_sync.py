@@ -31,19 +31,11 @@ import urllib.error
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.modelops.fleet.plugins.module_utils._files import (
+    HashCache, atomic_write, default_cache_path, remove_tree, sha256_file, sha256_prefix, stream_hashing,
+)
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST,
-    SIGNATURE,
-    HashCache,
-    ReleaseError,
-    atomic_write,
-    default_cache_path,
-    release_name,
-    remove_tree,
-    sha256_file,
-    sha256_prefix,
-    stream_hashing,
-    verify_tree,
+    MANIFEST, SIGNATURE, ReleaseError, release_name, verify_tree,
 )
 
 

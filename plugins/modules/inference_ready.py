@@ -27,8 +27,6 @@ description:
     answers, and its C(/props) or C(/v1/models) name the C(current) link, so this is the
     check that tells.
   - Uses only the Python standard library on the target.
-author:
-  - modelops.fleet developers (@modelops)
 options:
   timeout:
     description: Seconds to wait in total before failing.

@@ -30,8 +30,6 @@ description:
   - When C(current) already points to the requested release, nothing is changed,
     verified, pruned or written.
   - Runs on the target with the Python standard library only.
-author:
-  - modelops.fleet developers (@modelops)
 attributes:
   check_mode:
     details:
@@ -164,9 +162,10 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     HostStateError, Ledger, installed_releases, iso_to_epoch, read_link, release_rel, remove_leftovers,
     remove_release, switch_link,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._files import HashCache, default_cache_path
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST, HashCache, ReleaseError, default_cache_path, load_manifest_bytes, validate_model_name,
-    validate_variant, validate_version, verify_tree,
+    MANIFEST, ReleaseError, load_manifest_bytes, validate_model_name, validate_variant, validate_version,
+    verify_tree,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import model_store_spec

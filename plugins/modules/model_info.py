@@ -20,8 +20,6 @@ description:
   - Read-only. Does not hash files (use M(modelops.fleet.model_verify) for that) and does
     not fail when O(model_root) does not exist.
   - Runs on the target with the Python standard library only.
-author:
-  - modelops.fleet developers (@modelops)
 options:
   model_name:
     description:

@@ -20,8 +20,6 @@ description:
     signature is kept if it is a good signature by the key, and the module reports
     C(changed=false).
   - Usually runs on the controller (the publisher's machine), with C(delegate_to).
-author:
-  - modelops.fleet developers (@modelops)
 requirements:
   - python-gnupg (when O(sign=true))
 attributes:
@@ -177,10 +175,10 @@ from ansible_collections.modelops.fleet.plugins.module_utils._gpg import (
     GNUPG_IMPORT_ERROR, HAS_GNUPG, SignatureError, sign_detached, signature_is_valid_for,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._repository import INDEX, update_index
+from ansible_collections.modelops.fleet.plugins.module_utils._files import HashCache, atomic_write, default_cache_path
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST, SIGNATURE, HashCache, ReleaseError, atomic_write, build_manifest, canonical_json, check_relpath,
-    default_cache_path, parse_release_name, parse_time, release_name, utcnow, validate_model_name, validate_variant,
-    validate_version,
+    MANIFEST, SIGNATURE, ReleaseError, build_manifest, canonical_json, check_relpath, parse_release_name,
+    parse_time, release_name, utcnow, validate_model_name, validate_variant, validate_version,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 

@@ -31,8 +31,6 @@ description:
     reports a change, only when its content changes; nothing in it depends on when the
     module runs.
   - Runs on the target with the Python standard library only.
-author:
-  - modelops.fleet developers (@modelops)
 attributes:
   check_mode:
     details: Reports whether the file would change and writes nothing.
@@ -143,7 +141,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     HostStateError, Ledger, installed_releases, iso_to_epoch, list_models, read_link, release_rel,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._release import atomic_write
+from ansible_collections.modelops.fleet.plugins.module_utils._files import atomic_write
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import model_store_spec
 
 

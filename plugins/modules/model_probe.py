@@ -35,8 +35,6 @@ description:
     host's history.
   - Latency samples of probes that passed are kept in C(.modelops/latency.json) under
     O(model_root) for 7 days; they are observations, so the result stays unchanged.
-author:
-  - modelops.fleet developers (@modelops)
 attributes:
   check_mode:
     details: The probes run in check mode too; no baseline is recorded.

@@ -19,10 +19,6 @@ description:
     than the highest seen for the model. Releases that fail are listed in RV(rejected)
     with the reason, newest first.
   - Runs on the controller (python-gnupg); use it with C(delegate_to) and C(run_once).
-author:
-  - modelops.fleet developers (@modelops)
-requirements:
-  - python-gnupg
 extends_documentation_fragment:
   - modelops.fleet.attributes
   - modelops.fleet.attributes.read_only

@@ -26,10 +26,6 @@ description:
     is written.
   - Before transferring, the free space on the host must cover what is left to transfer
     plus O(space_margin_mb); otherwise the module fails and leaves nothing behind.
-author:
-  - modelops.fleet developers (@modelops)
-requirements:
-  - python-gnupg on the controller
 attributes:
   check_mode:
     details: Reports which files would be transferred, linked or are present; writes nothing.
@@ -149,7 +145,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import (
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostStateError, Ledger
 from ansible_collections.modelops.fleet.plugins.module_utils._release import ReleaseError
 from ansible_collections.modelops.fleet.plugins.module_utils._sync import Installer, SyncError
-from ansible_collections.modelops.fleet.plugins.module_utils._specs import SYNC_REQUIRED_IF, sync_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._specs import SYNC_REQUIRED_IF, SYNC_STEPS, sync_argument_spec
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 
@@ -157,6 +153,8 @@ class SyncManager(object):
     def __init__(self, module):
         self.module = module
         p = module.params
+        if p["_step"] not in (None,) + SYNC_STEPS:
+            raise SyncError("model_sync: unknown _step %r (one of %s)" % (p["_step"], ", ".join(SYNC_STEPS)))
         if not p["_manifest_content"]:
             raise SyncError("model_sync must run through its action plugin (_manifest_content is missing)")
         self.installer = Installer(p["model_root"], p["_manifest_content"].encode("utf-8"),

@@ -26,10 +26,6 @@ description:
   - Hashes stream with constant memory. A hash cache keyed by (size, mtime_ns, ctime_ns,
     inode, device) makes a re-verify of unchanged files cost one C(stat) per file;
     O(full=true) ignores it.
-author:
-  - modelops.fleet developers (@modelops)
-requirements:
-  - python-gnupg on the controller
 attributes:
   check_mode:
     details: Verifies the same way; does not write the hash cache or the catalog.
@@ -143,8 +139,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.fleet.plugins.module_utils._files import HashCache, default_cache_path
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    MANIFEST, HashCache, ReleaseError, default_cache_path, load_manifest_bytes, release_name, verify_tree,
+    MANIFEST, ReleaseError, load_manifest_bytes, release_name, verify_tree,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import verify_argument_spec
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit

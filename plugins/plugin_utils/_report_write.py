@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 
-from ansible_collections.modelops.fleet.plugins.module_utils._release import atomic_write
+from ansible_collections.modelops.fleet.plugins.module_utils._files import atomic_write
 from ansible_collections.modelops.fleet.plugins.plugin_utils._report_render import html_page, junit_xml
 
 
