@@ -32,7 +32,6 @@ Run it with ``bash bench/orchestration.sh`` (or ``bash bench/run.sh`` for every 
 
 from __future__ import annotations
 
-import argparse
 import configparser
 import json
 import os
@@ -47,21 +46,18 @@ import urllib.error
 import urllib.request
 
 import _common
-from _common import (REPO, Ansible, BenchError, Canvas, first_line, fleet, fmt_range, fmt_seconds, loadavg, make_log, nice_step,
-                     series, summary, utc_now, verdict, write_json)
+from _common import (REPO, SSH_BATCH_OPTIONS, Ansible, BenchError, Canvas, first_line, fleet, fmt_range, fmt_seconds, loadavg,
+                     make_log, series, summary, utc_now, verdict, write_json)
 
-DOC = os.path.join(REPO, "docs", "performance.md")
 RESULTS = os.path.join(REPO, "bench", "results", "orchestration.json")
 PNG = os.path.join(REPO, "docs", "rollout.png")
-PUBLISH = os.path.join(REPO, "playbooks", "publish.yml")
 UPGRADE = os.path.join(REPO, "playbooks", "upgrade.yml")
 DEMO_INVENTORY = os.path.join(REPO, "inventories", "demo")
 # inventories/demo runs vLLM on its gpu_servers; this benchmark measures llama.cpp on every
 # host (as the integration suite runs it), which tests/integration/inventory overlays.
 LLAMACPP_OVERLAY = os.path.join(REPO, "tests", "integration", "inventory")
 CALLBACKS = os.path.join(REPO, "bench", "callback_plugins")
-BEGIN = "<!-- orchestration:begin -->"
-END = "<!-- orchestration:end -->"
+BEGIN, END = _common.markers("orchestration")
 
 MODEL, VARIANT = "smollm2-135m-instruct", "gguf-q4_1"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -71,23 +67,25 @@ UNIT = "modelops-inference"
 NOOP_RATIO_GOAL = 3.0        # no-op upgrade.yml wall time / ping wall time, at most
 DOWNTIME_SLACK_GOAL = 1.0    # downtime per host <= engine start time + this many seconds
 
-# Order and labels of the steps of a rollout (docs table and chart).
-STEPS = [
-    ("startup", "Ansible start-up (process, inventory, playbook)", (150, 150, 150)),
-    ("controller", "resolve, verify signature, plan (controller play)", (140, 86, 75)),
-    ("baseline", "baseline probes on the old version", (188, 189, 34)),
-    ("sync", "sync (model_sync: transfer, verify)", (31, 119, 180)),
-    ("activate", "activate (switch `current`)", (23, 190, 207)),
-    ("restart", "restart (inference_server role, handlers)", (214, 39, 40)),
-    ("ready", "ready (inference_ready gate)", (255, 127, 14)),
-    ("probe", "probes (model_probe)", (44, 160, 44)),
-    ("soak", "soak (canary pause)", (148, 103, 189)),
-    ("rollback", "rollback", (0, 0, 0)),
-    ("other", "other per-host tasks (facts, model_info, includes)", (200, 200, 200)),
-    ("frozen", "frozen hosts (drift check)", (227, 119, 194)),
-    ("summary", "summary play and exit", (120, 120, 120)),
-]
-STEP_LABELS = {k: label for k, label, dummy in STEPS}
+# The steps of a rollout in the order of the docs table and the chart: key, its name in the chart, its bar colour
+# (RGB) and its label in the docs.
+STEPS = [(key, name, tuple(int(c) for c in rgb.split()), label) for key, name, rgb, label in _common.table("""
+    startup    | start-up     | 150 150 150 | Ansible start-up (process, inventory, playbook)
+    controller | resolve+plan | 140 86 75   | resolve, verify signature, plan (controller play)
+    baseline   | baseline     | 188 189 34  | baseline probes on the old version
+    sync       | sync         | 31 119 180  | sync (model_sync: transfer, verify)
+    activate   | activate     | 23 190 207  | activate (switch `current`)
+    restart    | restart      | 214 39 40   | restart (inference_server role, handlers)
+    ready      | ready        | 255 127 14  | ready (inference_ready gate)
+    probe      | probes       | 44 160 44   | probes (model_probe)
+    soak       | soak         | 148 103 189 | soak (canary pause)
+    rollback   | rollback     | 0 0 0       | rollback
+    other      | other tasks  | 200 200 200 | other per-host tasks (facts, model_info, includes)
+    frozen     | frozen       | 227 119 194 | frozen hosts (drift check)
+    summary    | summary+exit | 120 120 120 | summary play and exit
+""")]
+STEP_KEYS = [step[0] for step in STEPS]
+STEP_LABELS = {step[0]: step[3] for step in STEPS}
 
 # Run inside a host: restart the engine and time it until /health, then a completion, answer.
 HOST_START = r"""
@@ -245,7 +243,7 @@ def step_spans(tl, proc_start, proc_end):
     plays = tl["plays"]
     events = sorted([(t["start"], "task", t) for t in tl["tasks"]] + [(p["start"], "play", p) for p in plays],
                     key=lambda e: e[0])
-    spans = {k: 0.0 for k, dummy, dummy2 in STEPS}
+    spans = {k: 0.0 for k in STEP_KEYS}
     by_play = {}
     first_play = plays[0]["name"] if plays else None
     spans["startup"] = (plays[0]["start"] if plays else tl["end"]) - proc_start
@@ -362,13 +360,9 @@ class Bench(object):
         patched_weights(self.artifacts["model_file"], os.path.join(src, GGUF), version)
         with open(os.path.join(src, "generation_config.json"), "w", encoding="utf-8") as f:
             json.dump({"release": version, "temperature": 0.2}, f)
-        ev = os.path.join(self.run_dir, "publish-%s.json" % version)
-        with open(ev, "w", encoding="utf-8") as f:
-            json.dump({"publish_source": src, "publish_repository": self.repo,
-                       "publish_release": "%s-%s-%s" % (MODEL, version, VARIANT), "publish_sequence": seq,
-                       "publish_gnupghome": self.keys.publisher.home, "publish_key_fingerprint": self.keys.publisher.fingerprint,
-                       "publish_catalog": os.path.join(self.run_dir, "publisher.db")}, f)
-        dummy, wall = self.ansible.playbook(PUBLISH, ev)
+        dummy, wall = _common.publish(self.ansible, self.keys, src, self.repo, "%s-%s-%s" % (MODEL, version, VARIANT), seq,
+                                      os.path.join(self.run_dir, "publisher.db"),
+                                      os.path.join(self.run_dir, "publish-%s.json" % version))
         shutil.rmtree(src)
         self.versions.append(version)
         self.log("published %s-%s-%s (sequence %d) in %.1f s" % (MODEL, version, VARIANT, seq, wall))
@@ -502,9 +496,8 @@ class Bench(object):
 
     def ssh(self, host, script):
         info = self.hosts[host]
-        cmd = ["ssh", "-i", self.state["key"], "-p", str(info["ssh_port"]), "-o", "BatchMode=yes",
-               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-               "-o", "ControlMaster=no", "-o", "ControlPath=none", "root@127.0.0.1", "python3", "-"]
+        cmd = (["ssh", "-i", self.state["key"], "-p", str(info["ssh_port"])] + SSH_BATCH_OPTIONS
+               + ["-o", "ControlMaster=no", "-o", "ControlPath=none", "root@127.0.0.1", "python3", "-"])
         return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def engine_start(self, hosts):
@@ -570,7 +563,7 @@ def analyse(res):
         an["noop"] = {"noop_wall_s": nw, "ping_wall_s": pw, "ratio": ratio, "goal_met": ratio <= NOOP_RATIO_GOAL,
                       "per_host_overhead_s": (nw["median"] - pw["median"]) / n_hosts,
                       "needed_s": pw["median"] * NOOP_RATIO_GOAL,
-                      "spans": {k: summary([r["spans"][k] for r in noop]) for k, dummy, dummy2 in STEPS},
+                      "spans": {k: summary([r["spans"][k] for r in noop]) for k in STEP_KEYS},
                       "changed": sorted(set("%s on %s" % (t, h) for r in noop for t, h in r["changed"])),
                       "tasks_per_host": noop[-1]["tasks_per_host"],
                       "plays": {k: summary([r["plays"].get(k, 0.0) for r in noop]) for k in noop[-1]["plays"]}}
@@ -589,7 +582,7 @@ def analyse(res):
     ro = [r["rollout"] for r in rounds if r.get("rollout")]
     if ro:
         walls = summary(series(ro))
-        spans = {k: summary([r["spans"][k] for r in ro]) for k, dummy, dummy2 in STEPS}
+        spans = {k: summary([r["spans"][k] for r in ro]) for k in STEP_KEYS}
         groups = {"sync": ["sync"], "restart+ready": ["restart", "ready"], "probes": ["probe", "baseline"], "soak": ["soak"]}
         grouped = {g: summary([sum(r["spans"][k] for k in ks) for r in ro]) for g, ks in groups.items()}
         grouped["everything else"] = summary([r["wall_s"] - sum(r["spans"][k] for ks in groups.values() for k in ks)
@@ -666,19 +659,13 @@ def analyse(res):
 
 def draw_chart(path, ro):
     """Horizontal bars: median wall time of each step of a rollout, min–max whiskers, labels."""
-    rows = [(k, rgb, ro["spans"][k]) for k, dummy, rgb in STEPS if ro["spans"][k] and ro["spans"][k]["max"] > 0.05]
-    rows.append(("total", (0, 0, 0), ro["wall_s"]))
-    names = {"startup": "start-up", "controller": "resolve+plan", "baseline": "baseline", "sync": "sync",
-             "activate": "activate", "restart": "restart", "ready": "ready", "probe": "probes", "soak": "soak",
-             "rollback": "rollback", "other": "other tasks", "frozen": "frozen", "summary": "summary+exit",
-             "total": "total"}
+    rows = [(k, name, rgb, ro["spans"][k]) for k, name, rgb, dummy in STEPS if ro["spans"][k] and ro["spans"][k]["max"] > 0.05]
+    rows.append(("total", "total", (0, 0, 0), ro["wall_s"]))
     scale = 2
     row_h, left, right, top, bottom = 34, 190, 150, 40, 40
     width = 900
     height = top + bottom + row_h * len(rows)
-    top_value = max(r[2]["max"] for r in rows) * 1.05
-    step = nice_step(top_value)
-    top_value = step * (int(top_value / step) + 1)
+    step, top_value = _common.chart_axis(max(r[3]["max"] for r in rows), 1.05)
     c = Canvas(width, height)
     plot_w = width - left - right
 
@@ -691,10 +678,10 @@ def draw_chart(path, ro):
         c.rect(x_of(v), top, x_of(v) + 1, height - bottom, (215, 215, 215))
         c.text(x_of(v) - Canvas.text_width("%g" % v, scale) // 2, height - bottom + 8, "%g" % v, (90, 90, 90), scale)
         v += step
-    for i, (key, rgb, s) in enumerate(rows):
+    for i, (key, name, rgb, s) in enumerate(rows):
         y0 = top + i * row_h + 6
         y1 = y0 + row_h - 12
-        c.text(10, y0 + 4, names[key], scale=scale)
+        c.text(10, y0 + 4, name, scale=scale)
         c.rect(left, y0, x_of(s["median"]), y1, rgb)
         mid = (y0 + y1) // 2
         c.rect(x_of(s["min"]), mid - 1, x_of(s["max"]) + 1, mid + 1, (0, 0, 0) if key != "total" else (120, 120, 120))
@@ -711,16 +698,10 @@ def draw_chart(path, ro):
 def render(res, an, doc_path, png_path):
     m = res["machine"]
     p = res["params"]
-    rel_png = os.path.relpath(png_path, os.path.dirname(os.path.abspath(doc_path)))
+    rel_png = _common.doc_link(doc_path, png_path)
     n_hosts = len(res["hosts"])
-    lines = [
-        BEGIN,
-        "## Orchestration and downtime",
-        "",
-        "_Generated by `bench/orchestration_bench.py` on %s (run time %.0f s); do not edit by hand. Run it again with "
-        "`bash bench/orchestration.sh` (this section only) or `bash bench/run.sh` (every benchmark)._" % (
-            res["started"], res["duration_s"]),
-        "",
+    lines = _common.section_head(BEGIN, "Orchestration and downtime", "orchestration_bench.py", res["started"], res["duration_s"],
+                                 "orchestration.sh") + [
         "What a rollout with `playbooks/upgrade.yml` costs on a fleet shaped like `inventories/demo` (%d hosts: %s), "
         "next to the cheapest thing Ansible can do on the same hosts (`ansible all -m ping`), and how long each host "
         "does not answer during a rollout next to the engine's own start time. %d rounds; each round rolls a new "
@@ -733,17 +714,11 @@ def render(res, an, doc_path, png_path):
         "times are inflated and noisy; compare the ratios measured side by side in the same rounds, and see the min–max "
         "columns." % (m["nproc"], " ".join(res["load_start"]), " ".join(res["load_end"]), n_hosts),
         "",
-        "### Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        "| CPUs | %d (`nproc`), %s |" % (m["nproc"], m["cpu_model"]),
-        "| RAM | %.1f GiB (%.1f GiB available at the start) |" % (m["ram_gib"], m["mem_available_gib_at_start"]),
-        "| Kernel | Linux %s |" % m["kernel"],
-        "| Controller | Python %s, %s, %s |" % (m["python"], m["ansible_core"], m["openssh"]),
-        "| Hosts | %d podman containers (%s) booting systemd + sshd, Debian 12, llama.cpp `llama-server` on CPU "
-        "(1 thread) serving SmolLM2-135M-Instruct Q4_1 (%.0f MB) |" % (n_hosts, m["podman"], res["weights_bytes"] / 1e6),
-        "| Load average | %s at the start, %s at the end |" % (" ".join(res["load_start"]), " ".join(res["load_end"])),
+    ] + _common.machine_table(m, res, [
+        ("Controller", "Python %s, %s, %s" % (m["python"], m["ansible_core"], m["openssh"])),
+        ("Hosts", "%d podman containers (%s) booting systemd + sshd, Debian 12, llama.cpp `llama-server` on CPU "
+                  "(1 thread) serving SmolLM2-135M-Instruct Q4_1 (%.0f MB)" % (n_hosts, m["podman"], res["weights_bytes"] / 1e6)),
+    ]) + [
         "",
         "### Results",
         "",
@@ -787,7 +762,7 @@ def render(res, an, doc_path, png_path):
                   "runs: %s." % ", ".join("`%s`" % s for s in ro["step_sources"]), "",
                   "| Step | Median | Min–max | Share of the median total |", "|---|---|---|---|"]
         total = ro["wall_s"]["median"]
-        for k, label, dummy in STEPS:
+        for k, dummy, dummy2, label in STEPS:
             s = ro["spans"][k]
             if not s or s["max"] <= 0.0:
                 continue
@@ -797,7 +772,7 @@ def render(res, an, doc_path, png_path):
         lines += ["", "By play: %s." % "; ".join("%s %s" % (k, fmt_seconds(v["median"])) for k, v in plays.items())]
         hs = ro["host_steps"]
         if hs:
-            steps_seen = [k for k, dummy, dummy2 in STEPS if any(k in d for d in hs.values())]
+            steps_seen = [k for k in STEP_KEYS if any(k in d for d in hs.values())]
             lines += ["", "Time each host spent in each step's tasks (median over the rounds; per host, so not additive "
                       "across hosts):", "",
                       "| Host | " + " | ".join(steps_seen) + " |", "|---|" + "---|" * len(steps_seen)]
@@ -849,12 +824,7 @@ def render(res, an, doc_path, png_path):
             lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 h, cell("outage_s"), cell("before_stop_s"), cell("stop_s"), cell("systemd_s"), cell("start_to_answer_s"),
                 cell("start_to_init_s"), fmt_seconds(a["health_s"]["median"]) if a else "—"))
-    lines += ["", "### Reading the numbers", ""]
-    lines += ["- " + n for n in notes(res, an)]
-    lines += ["", "### Commands", ""]
-    lines += ["- " + c for c in commands(res)]
-    lines += ["- Raw samples: `bench/results/orchestration.json`.", END]
-    return "\n".join(lines) + "\n"
+    return _common.section_text(lines, notes(res, an), commands(res), "orchestration", END)
 
 
 def notes(res, an):
@@ -873,7 +843,7 @@ def notes(res, an):
                 NOOP_RATIO_GOAL, fmt_seconds(no["needed_s"]), fmt_seconds(no["noop_wall_s"]["median"] - no["needed_s"]),
                 100 * (no["noop_wall_s"]["median"] - no["needed_s"]) / no["noop_wall_s"]["median"]))
         sp = no["spans"]
-        parts = ["%s %s" % (STEP_LABELS[k].split(" (")[0], fmt_seconds(sp[k]["median"])) for k, dummy, dummy2 in STEPS
+        parts = ["%s %s" % (STEP_LABELS[k].split(" (")[0], fmt_seconds(sp[k]["median"])) for k in STEP_KEYS
                  if sp[k] and sp[k]["median"] >= 0.05]
         text += ("Why: a ping run is one module round trip per host; the no-op upgrade is the whole rollout with nothing "
                  "to do, in %d plays that run one after the other, with these task and handler runs per host: %s; its time "
@@ -1006,14 +976,10 @@ def commands(res):
     ]
 
 
-def update_doc(path, section):
-    _common.update_doc(path, section, BEGIN, END)
-
-
 # --------------------------------------------------------------------------- main
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    ap = _common.arg_parser(__doc__)
     ap.add_argument("--rounds", type=int, default=5,
                     help="rounds: each a rollout with downtime polling, a no-op upgrade, a ping run, engine starts (default 5)")
     ap.add_argument("--fleet-name", default="orch", help="fleet name for tests/fleet/fleet.py (default orch)")
@@ -1022,18 +988,15 @@ def parse_args(argv):
                          "llama.cpp on every host)")
     ap.add_argument("--port-offset", type=int, default=8000, help="added to every port of the inventory (default 8000)")
     ap.add_argument("--poll-interval", type=float, default=0.1, help="seconds between two polls of one endpoint (default 0.1)")
-    ap.add_argument("--workdir", default="/var/tmp/modelops-bench-orchestration", help="controller-side data (deleted afterwards)")
-    ap.add_argument("--doc", default=DOC, help="Markdown file whose orchestration section is rewritten")
-    ap.add_argument("--results", default=RESULTS, help="JSON file for the raw results")
-    ap.add_argument("--png", default=PNG, help="PNG chart of the rollout time per step")
+    _common.add_output_args(ap, "orchestration", "/var/tmp/modelops-bench-orchestration", RESULTS,
+                            (PNG, "PNG chart of the rollout time per step"))
     ap.add_argument("--probe-suite", default="smoke-bench",
                     help="model_probe_suite of the rollouts: a shipped suite (smoke, regression) or smoke-bench, the smoke "
                          "suite with --latency-factor (default smoke-bench)")
     ap.add_argument("--latency-factor", type=float, default=3.0,
                     help="latency_vs_baseline factor of smoke-bench (default 3.0; the shipped smoke suite uses 1.3)")
     ap.add_argument("--keep-fleet", action="store_true", help="leave the fleet up at the end (for debugging)")
-    ap.add_argument("--from-results", metavar="JSON",
-                    help="measure nothing: redraw the chart and rewrite the doc section from the raw results of an earlier run")
+    _common.add_from_results(ap)
     args = ap.parse_args(argv)
     if args.inventory is None:
         args.inventory = [DEMO_INVENTORY, LLAMACPP_OVERLAY]
@@ -1049,14 +1012,13 @@ def finish(res, args):
     res["summary"] = analyse(res)
     if res["summary"].get("rollout"):
         res["chart"] = draw_chart(args.png, res["summary"]["rollout"])
-    update_doc(args.doc, render(res, res["summary"], args.doc, args.png))
+    _common.update_doc(args.doc, render(res, res["summary"], args.doc, args.png), BEGIN, END)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.from_results:
-        with open(args.from_results, encoding="utf-8") as f:
-            res = json.load(f)
+        res = _common.read_json(args.from_results)
         finish(res, args)
         print("rewrote %s and the orchestration section of %s from %s" % (args.png, args.doc, args.from_results))
         return 0
@@ -1141,14 +1103,7 @@ def main(argv=None):
             log("keeping fleet %s" % args.fleet_name)
         else:
             log("tearing down fleet %s" % args.fleet_name)
-            fleet("down", "--name", args.fleet_name, check=False)
-        if keys is not None:
-            keys.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        try:
-            os.rmdir(args.workdir)
-        except OSError:
-            pass
+        _common.clean_up(None if args.keep_fleet else args.fleet_name, keys, run_dir, args.workdir)
     res["load_end"] = loadavg()
     res["duration_s"] = time.time() - started
     res["finished"] = utc_now()

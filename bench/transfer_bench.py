@@ -33,7 +33,6 @@ Run it with ``bash bench/transfer.sh`` (or ``bash bench/run.sh`` for every bench
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -45,17 +44,13 @@ import tempfile
 import time
 
 import _common
-from _common import (GIB, Ansible, BenchError, Canvas, check_all_ok, container_pid, first_line, fleet,
-                     fmt_range, fmt_seconds, fmt_size, loadavg, nice_step, read_text, series, summary, utc_now, verdict,
-                     write_big_file)
+from _common import (GIB, REPO, SSH_BATCH_OPTIONS, Ansible, BenchError, Canvas, check_all_ok, container_pid, first_line, fleet,
+                     fmt_range, fmt_seconds, fmt_size, loadavg, make_log, read_text, series, summary, utc_now, verdict,
+                     write_big_file, write_json)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PUBLISH = os.path.join(REPO, "playbooks", "publish.yml")
-DOC = os.path.join(REPO, "docs", "performance.md")
 RESULTS = os.path.join(REPO, "bench", "results", "transfer.json")
 PNG = os.path.join(REPO, "docs", "transfer.png")
-BEGIN = "<!-- transfer:begin -->"
-END = "<!-- transfer:end -->"
+BEGIN, END = _common.markers("transfer")
 
 FLEET_NAME = "bench"
 MODEL, VARIANT = "bench-model", "gguf-q4_k_m"
@@ -241,13 +236,8 @@ class Bench(object):
             write_big_file(os.path.join(src, WEIGHTS), size)
             write_small_files(src)
             self.log("publishing %s-%s-%s with playbooks/publish.yml" % (MODEL, version, VARIANT))
-            ev = os.path.join(self.run_dir, "publish-%s.json" % version)
-            with open(ev, "w", encoding="utf-8") as f:
-                json.dump({"publish_source": src, "publish_repository": repo,
-                           "publish_release": "%s-%s-%s" % (MODEL, version, VARIANT), "publish_sequence": seq,
-                           "publish_gnupghome": keys.publisher.home, "publish_key_fingerprint": keys.publisher.fingerprint,
-                           "publish_catalog": os.path.join(self.run_dir, "publish.db")}, f)
-            self.ansible.playbook(PUBLISH, ev)
+            _common.publish(self.ansible, keys, src, repo, "%s-%s-%s" % (MODEL, version, VARIANT), seq,
+                            os.path.join(self.run_dir, "publish.db"), os.path.join(self.run_dir, "publish-%s.json" % version))
             shutil.rmtree(src)
             d = os.path.join(repo, MODEL, version, VARIANT)
             files = release_files(d)
@@ -404,6 +394,17 @@ class Bench(object):
             raise BenchError("model_sync -vvv failed:\n%s" % text[-3000:])
         return phases(events, wall)
 
+    def timed_upload(self, cmd, dest, name, tool=None):
+        """Run cmd, an upload of v1 to dest on the first host outside Ansible, and check what it left there;
+        its wall time in seconds."""
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise BenchError("%s failed: %s" % (name, proc.stderr[-2000:]))
+        self.check_dest(1, dest, V1, tool or name)
+        return wall
+
     def diag_once(self):
         """What model_sync's push is made of: the fixed cost of an ad-hoc command (ping), a raw
         sftp upload of the same files (what put_file does), and hashing the weights on the host."""
@@ -415,28 +416,15 @@ class Bench(object):
             f.write("-mkdir %s\n" % SFTP_DEST)
             for entry in self.rel[V1]["files"]:
                 f.write("put %s %s/%s\n" % (os.path.join(self.rel[V1]["dir"], entry["path"]), SFTP_DEST, entry["path"]))
-        cmd = ["sftp", "-q", "-b", batch, "-P", str(h["ssh_port"]), "-i", self.key, "-o", "BatchMode=yes",
-               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-               "root@127.0.0.1"]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        sftp = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise BenchError("sftp failed: %s" % proc.stderr[-2000:])
-        self.check_dest(1, SFTP_DEST, V1, "sftp")
+        sftp = self.timed_upload(["sftp", "-q", "-b", batch, "-P", str(h["ssh_port"]), "-i", self.key] + SSH_BATCH_OPTIONS
+                                 + ["root@127.0.0.1"], SFTP_DEST, "sftp")
         out, dummy = self.shell(1, "s=$(date +%%s.%%N); python3 %s/hash.py %s/%s >/dev/null; e=$(date +%%s.%%N); echo BENCHTIME $s $e"
                                 % (TOOLS_DIR, SFTP_DEST, WEIGHTS))
         host_hash = marker_times(out)
         os.sync()
-        ssh = "ssh -S none -p %d -i %s -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR" % (
-            h["ssh_port"], self.key)
-        cmd = ["rsync", "--archive", "--rsh=" + ssh, self.rel[V1]["dir"] + "/", "root@127.0.0.1:%s/" % RSYNC_RAW_DEST]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        rsync = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise BenchError("rsync failed: %s" % proc.stderr[-2000:])
-        self.check_dest(1, RSYNC_RAW_DEST, V1, "raw rsync")
+        ssh = "ssh -S none -p %d -i %s %s" % (h["ssh_port"], self.key, " ".join(SSH_BATCH_OPTIONS))
+        rsync = self.timed_upload(["rsync", "--archive", "--rsh=" + ssh, self.rel[V1]["dir"] + "/", "root@127.0.0.1:%s/" % RSYNC_RAW_DEST],
+                                  RSYNC_RAW_DEST, "rsync", "raw rsync")
         sample = {"wall_s": sftp, "ping_s": ping, "sftp_s": sftp, "host_hash_s": host_hash, "rsync_raw_s": rsync,
                   "bytes": self.rel[V1]["bytes"]}
         sample["phases"] = self.timeline()
@@ -663,9 +651,7 @@ def draw_chart(path, push1):
     bars = [(t, rgb, push1[t]["wall_s"]) for t, rgb, dummy in CHART_TOOLS if t in push1]
     width, height = 520, 320
     left, right, top, bottom = 50, 20, 20, 30
-    top_value = max(b[2]["max"] for b in bars) * 1.1
-    step = nice_step(top_value)
-    top_value = step * (int(top_value / step) + 1)
+    step, top_value = _common.chart_axis(max(b[2]["max"] for b in bars), 1.1)
     c = Canvas(width, height)
     plot_h = height - top - bottom
 
@@ -697,14 +683,8 @@ def render(res, an, doc_path, png_path):
     m = res["machine"]
     p = res["params"]
     r1 = res["release"][V1]
-    rel_png = os.path.relpath(png_path, os.path.dirname(os.path.abspath(doc_path)))
-    lines = [
-        BEGIN,
-        "## Transfer",
-        "",
-        "_Generated by `bench/transfer_bench.py` on %s (run time %.0f s); do not edit by hand. Run it again with "
-        "`bash bench/transfer.sh` (this section only) or `bash bench/run.sh` (every benchmark)._" % (res["started"], res["duration_s"]),
-        "",
+    rel_png = _common.doc_link(doc_path, png_path)
+    lines = _common.section_head(BEGIN, "Transfer", "transfer_bench.py", res["started"], res["duration_s"], "transfer.sh") + [
         "How fast `modelops.fleet.model_sync` moves a release to hosts, next to the tools an Ansible user would otherwise "
         "reach for, on the same machine, the same data and the same connection (Ansible's OpenSSH `ssh` plugin; rsync "
         "opens its own OpenSSH session). Every tool is timed as the wall time of one `ansible` ad-hoc command, so the "
@@ -714,17 +694,11 @@ def render(res, an, doc_path, png_path):
         "tables give medians. MB/s are 10^6 bytes of release per second of wall time." % (
             p["runs"], p["multi_runs"], p["hosts"], p["runs"], p["noop_runs"]),
         "",
-        "### Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        "| CPUs | %d (`nproc`), %s%s |" % (m["nproc"], m["cpu_model"], ", AES-NI" if m["aes_ni"] else ""),
-        "| RAM | %.1f GiB (%.1f GiB available at the start) |" % (m["ram_gib"], m["mem_available_gib_at_start"]),
-        "| Kernel | Linux %s |" % m["kernel"],
-        "| Controller | Python %s, %s, %s, %s |" % (m["python"], m["ansible_core"], m["openssh"], m["rsync_controller"]),
-        "| Hosts | %d podman containers (%s) booting systemd + sshd, Debian 12 (%s), all on this machine's disk and CPUs |" % (
-            p["hosts"], m["podman"], " ".join(res.get("host_rsync", "rsync").split())),
-        "| Load average | %s at the start, %s at the end |" % (" ".join(res["load_start"]), " ".join(res["load_end"])),
+    ] + _common.machine_table(m, res, [
+        ("Controller", "Python %s, %s, %s, %s" % (m["python"], m["ansible_core"], m["openssh"], m["rsync_controller"])),
+        ("Hosts", "%d podman containers (%s) booting systemd + sshd, Debian 12 (%s), all on this machine's disk and CPUs" % (
+            p["hosts"], m["podman"], " ".join(res.get("host_rsync", "rsync").split()))),
+    ], cpu_note=", AES-NI" if m["aes_ni"] else "") + [
         "",
         "### Release under test",
         "",
@@ -823,12 +797,7 @@ def render(res, an, doc_path, png_path):
                   "_The chart: median wall time of the 1-host push, one bar per tool from left to right: %s. The black "
                   "whiskers span min–max over the rounds; the grey lines are every %s s (top %s s); shorter is "
                   "faster._" % (legend, ("%g" % chart["step_s"]), "%g" % chart["top_s"])]
-    lines += ["", "### Reading the numbers", ""]
-    lines += ["- " + n for n in notes(res, an)]
-    lines += ["", "### Commands", ""]
-    lines += ["- " + c for c in commands(res)]
-    lines += ["- Raw samples: `bench/results/transfer.json`.", END]
-    return "\n".join(lines) + "\n"
+    return _common.section_text(lines, notes(res, an), commands(res), "transfer", END)
 
 
 def notes(res, an):
@@ -994,52 +963,48 @@ def commands(res):
     ]
 
 
-def update_doc(path, section):
-    """Replace the transfer section of path (between its markers), leaving the rest alone."""
-    _common.update_doc(path, section, BEGIN, END)
-
-
 # --------------------------------------------------------------------------- main
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    ap.add_argument("--size-gb", type=float, default=1.0, help="size of the weights file in GiB (default 1)")
-    ap.add_argument("--runs", type=int, default=3, help="rounds for one host, the mirror and the upgrade (default 3)")
-    ap.add_argument("--multi-runs", type=int, default=1, help="rounds of the push to all hosts at once (default 1)")
-    ap.add_argument("--noop-runs", type=int, default=5, help="rounds of the no-op re-run (default 5)")
-    ap.add_argument("--hosts", type=int, default=4, help="hosts in the fleet, pushed to at once (default 4)")
-    ap.add_argument("--ssh-port-base", type=int, default=24201, help="SSH port of the first host on 127.0.0.1 (default 24201)")
-    ap.add_argument("--api-port-base", type=int, default=25201, help="API port of the first host on 127.0.0.1 (default 25201)")
-    ap.add_argument("--workdir", default="/var/tmp/modelops-bench-transfer", help="controller-side data (deleted afterwards)")
-    ap.add_argument("--doc", default=DOC, help="Markdown file whose transfer section is rewritten")
-    ap.add_argument("--results", default=RESULTS, help="JSON file for the raw results")
-    ap.add_argument("--png", default=PNG, help="PNG bar chart of the 1-host push")
-    ap.add_argument("--from-results", metavar="JSON",
-                    help="measure nothing: redraw the chart and rewrite the doc section from the raw results of an earlier run")
+    ap = _common.arg_parser(__doc__)
+    _common.add_numbers(ap, """
+        --size-gb       | 1.0   | size of the weights file in GiB
+        --runs          | 3     | rounds for one host, the mirror and the upgrade
+        --multi-runs    | 1     | rounds of the push to all hosts at once
+        --noop-runs     | 5     | rounds of the no-op re-run
+        --hosts         | 4     | hosts in the fleet, pushed to at once
+        --ssh-port-base | 24201 | SSH port of the first host on 127.0.0.1
+        --api-port-base | 25201 | API port of the first host on 127.0.0.1
+    """)
+    _common.add_output_args(ap, "transfer", "/var/tmp/modelops-bench-transfer", RESULTS, (PNG, "PNG bar chart of the 1-host push"))
+    _common.add_from_results(ap)
     args = ap.parse_args(argv)
     if args.runs < 1 or args.multi_runs < 0 or args.noop_runs < 1 or args.size_gb <= 0 or args.hosts < 1:
         ap.error("--runs, --noop-runs, --hosts and --size-gb must be positive, --multi-runs at least 0")
     return args
 
 
+def report(res, args, results=None):
+    """Summaries, the chart and the doc section from the raw results; with results, the results file too (written
+    before the doc, so that a failing report leaves the samples)."""
+    res["summary"] = analyse(res)
+    res["chart"] = draw_chart(args.png, res["summary"]["push1"])
+    if results:
+        write_json(results, res)
+    _common.update_doc(args.doc, render(res, res["summary"], args.doc, args.png), BEGIN, END)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.from_results:
-        with open(args.from_results, encoding="utf-8") as f:
-            res = json.load(f)
-        res["summary"] = analyse(res)
-        res["chart"] = draw_chart(args.png, res["summary"]["push1"])
-        update_doc(args.doc, render(res, res["summary"], args.doc, args.png))
+        report(_common.read_json(args.from_results), args)
         print("rewrote %s and the transfer section of %s from %s" % (args.png, args.doc, args.from_results))
         return 0
     sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
     from gpg_keys import GpgTestKeys  # pylint: disable=import-outside-toplevel
 
     started = time.time()
-
-    def log(msg):
-        print("[%6.1f s] %s" % (time.time() - started, msg), file=sys.stderr, flush=True)
-
+    log = make_log(started)
     size = int(args.size_gb * GIB)
     os.makedirs(args.workdir, exist_ok=True)
     st = os.statvfs(args.workdir)
@@ -1082,23 +1047,10 @@ def main(argv=None):
         res["noop"] = bench.bench_noop(args.noop_runs, args.hosts)
     finally:
         log("tearing down the fleet, the GnuPG agents and %s" % run_dir)
-        fleet("down", "--name", FLEET_NAME, check=False)
-        if keys is not None:
-            keys.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        try:
-            os.rmdir(args.workdir)
-        except OSError:
-            pass
+        _common.clean_up(FLEET_NAME, keys, run_dir, args.workdir)
     res["load_end"] = loadavg()
     res["duration_s"] = time.time() - started
-    res["summary"] = analyse(res)
-    res["chart"] = draw_chart(args.png, res["summary"]["push1"])
-    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
-    with open(args.results, "w", encoding="utf-8") as f:
-        json.dump(res, f, indent=2, sort_keys=True)
-        f.write("\n")
-    update_doc(args.doc, render(res, res["summary"], args.doc, args.png))
+    report(res, args, args.results)
     log("wrote %s, %s and the transfer section of %s" % (args.results, args.png, args.doc))
     an = res["summary"]
     p1 = an["push1"]
