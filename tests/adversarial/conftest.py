@@ -49,10 +49,12 @@ MODEL_DIR = "/srv/models/%s" % MODEL
 
 
 sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
-from suites import load_integration_conftest  # noqa: E402  pylint: disable=wrong-import-position
+from damage_gguf import zero_weights  # noqa: E402  pylint: disable=wrong-import-position
+from suites import gpg_test_keys, load_integration_conftest  # noqa: E402  pylint: disable=wrong-import-position
 
 itc = load_integration_conftest("modelops_integration_conftest", FLEET_NAME)
 recap = itc.recap
+MIRROR_SERVER = itc.MIRROR_SERVER
 
 
 # --------------------------------------------------------------------------- the table
@@ -228,29 +230,10 @@ def ansible(adv_fleet, artifacts):
 
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory):
-    from gpg_keys import GpgTestKeys
-    k = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
-    try:
-        yield k
-    finally:
-        k.stop()
+    yield from gpg_test_keys(tmp_path_factory)
 
 
 # --------------------------------------------------------------------------- releases
-
-DAMAGE_WEIGHTS = r'''
-import os, sys
-src, dst = sys.argv[1], sys.argv[2]
-size = os.path.getsize(src)
-with open(src, "rb") as f, open(dst, "wb") as out:
-    out.write(f.read())
-# Header, metadata and tokenizer (the first half) intact: llama-server loads the file.
-# Most tensor data behind them zeroed: it answers, but not sensibly.
-with open(dst, "r+b") as out:
-    start, end = size // 2, size - size // 20
-    out.seek(start)
-    out.write(b"\0" * (end - start))
-'''
 
 # version -> (sequence, signer, kind of weights). "renamed": the same weights under another
 # general.name in the GGUF header (same length): a file no other release has, so syncs
@@ -320,17 +303,13 @@ class World(object):
             with open(gguf, "wb") as f:
                 f.write(b"GGUF" + os.urandom(1 << 20))
         else:
-            subprocess.run([sys.executable, "-c", DAMAGE_WEIGHTS, self.ansible.artifacts["model_file"], gguf], check=True)
+            zero_weights(self.ansible.artifacts["model_file"], gguf)
         # Same length in every release: a file of one release fits another's size exactly.
         with open(os.path.join(src, "generation_config.json"), "w") as f:
             f.write(json.dumps({"release": version, "temperature": 0.2}))
         with open(os.path.join(src, "params", "sampling.json"), "w") as f:
             f.write(json.dumps({"top_p": 0.9}))
-        args = ["-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % (repo or self.repo),
-                "-e", "publish_release=%s-%s-%s" % (MODEL, version, VARIANT),
-                "-e", "publish_sequence=%d" % seq, "-e", "publish_gnupghome=%s" % key.home,
-                "-e", "publish_key_fingerprint=%s" % key.fingerprint,
-                "-e", "publish_catalog=%s" % os.path.join(self.base, "publisher.db")]
+        args = itc.publish_args(src, repo or self.repo, version, seq, key, os.path.join(self.base, "publisher.db"))
         if kw.get("expires_days") is not None:
             args += ["-e", "publish_expires_days=%d" % kw["expires_days"]]
         if key.passphrase:

@@ -12,6 +12,7 @@ still serves a verified 2412.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -67,6 +68,29 @@ def refused(world, c, run, *needles, hosts_touched=True, health=None):
     assert dict((x, h[x]["current"]) for x in HOSTS) == SERVING
 
 
+def refused_on_edge(world, c, name, *needles, repo=None):
+    """Upgrade edge_devices to 2601 (from repo, default the session's; a fresh copy of the
+    catalog): refused naming every needle (see refused). The run's result."""
+    run = world.upgrade("2601", repo=repo, catalog=world.case_catalog(name), target="edge_devices")
+    refused(world, c, run, *needles)
+    return run
+
+
+STAGING = "/srv/models/.staging/%s/2601/%s" % (MODEL, VARIANT)
+
+
+@contextlib.contextmanager
+def foothold(world, plant, *also_remove):
+    """An attacker with a foothold on edge-01 runs the shell command `plant` (in it, {s}
+    stands for the staging directory of 2601, the release about to be installed); the
+    staging area and also_remove are removed afterwards."""
+    world.sh("edge-01", plant.format(s=STAGING))
+    try:
+        yield STAGING
+    finally:
+        world.sh("edge-01", " ".join(("rm -rf /srv/models/.staging",) + also_remove))
+
+
 def resign(world, manifest_path, mutate, key):
     with open(manifest_path) as f:
         m = json.load(f)
@@ -87,9 +111,8 @@ def test_modified_file(world, case):
     data[3] ^= 1
     with open(p, "wb") as f:
         f.write(bytes(data))
-    run = world.upgrade("2601", repo=repo, catalog=world.case_catalog("modified"), target="edge_devices")
-    refused(world, case, run, "generation_config.json of %s-2601-%s arrived with sha256" % (MODEL, VARIANT),
-            "nothing was switched: the host still serves 2412/%s" % VARIANT)
+    refused_on_edge(world, case, "modified", "generation_config.json of %s-2601-%s arrived with sha256" % (MODEL, VARIANT),
+                    "nothing was switched: the host still serves 2412/%s" % VARIANT, repo=repo)
 
 
 @pytest.mark.case("truncated file", "refused before any byte is pushed: size differs from the manifest")
@@ -98,9 +121,8 @@ def test_truncated_file(world, case):
     p = os.path.join(world.release_dir("2601", repo), GGUF)
     with open(p, "r+b") as f:
         f.truncate(1000000)
-    run = world.upgrade("2601", repo=repo, catalog=world.case_catalog("truncated"), target="edge_devices")
-    refused(world, case, run, "%s on the controller is missing or does not have the size the manifest says" % p,
-            "nothing was switched")
+    refused_on_edge(world, case, "truncated", "%s on the controller is missing or does not have the size the manifest says" % p,
+                    "nothing was switched", repo=repo)
 
 
 @pytest.mark.case("missing file", "refused: the missing file is named; nothing switched")
@@ -110,40 +132,29 @@ def test_missing_file(world, case):
     repo = world.case_repo("missing")
     p = os.path.join(world.release_dir("2601", repo), "generation_config.json")
     os.unlink(p)
-    run = world.upgrade("2601", repo=repo, catalog=world.case_catalog("missing"), target="edge_devices")
-    refused(world, case, run, "%s on the controller is missing" % p, "nothing was switched")
+    refused_on_edge(world, case, "missing", "%s on the controller is missing" % p, "nothing was switched", repo=repo)
 
 
 @pytest.mark.case("extra file", "refused: a file not in the manifest, planted in the host's staging, is named")
 def test_extra_file_in_staging(world, case):
     # An attacker with a foothold on edge-01 plants a file in the staging directory of the
     # release about to be installed, hoping it is renamed into place with the release.
-    staging = "/srv/models/.staging/%s/2601/%s" % (MODEL, VARIANT)
-    world.sh("edge-01", "mkdir -p %s/params && echo 'import os' > %s/params/backdoor.py" % (staging, staging))
-    try:
-        run = world.upgrade("2601", catalog=world.case_catalog("extra"), target="edge_devices")
-        refused(world, case, run, "extra file %s/params/backdoor.py" % staging, "nothing was switched")
+    with foothold(world, "mkdir -p {s}/params && echo 'import os' > {s}/params/backdoor.py") as staging:
+        run = refused_on_edge(world, case, "extra", "extra file %s/params/backdoor.py" % staging, "nothing was switched")
         assert "No such file" in world.sh("edge-01", "ls /srv/models/%s/2601 2>&1; true" % MODEL)
         # The planted file does not stay to fail every later run: the staging area was discarded.
         assert "the staging area %s was discarded" % staging in " ".join(run.stdout.split()), run.stdout[-3000:]
         assert "No such file" in world.sh("edge-01", "ls %s 2>&1; true" % staging)
-    finally:
-        world.sh("edge-01", "rm -rf /srv/models/.staging")
 
 
 @pytest.mark.case("symlink inside the release", "refused: the symlink is named; nothing switched")
 def test_symlink_in_staging(world, case):
     # The same foothold, used to point a directory of the staged release elsewhere.
-    staging = "/srv/models/.staging/%s/2601/%s" % (MODEL, VARIANT)
-    world.sh("edge-01", "mkdir -p %s /srv/adv-elsewhere && ln -sfn /srv/adv-elsewhere %s/params" % (staging, staging))
-    try:
-        run = world.upgrade("2601", catalog=world.case_catalog("symlink"), target="edge_devices")
-        refused(world, case, run, "%s/params is a symlink (-> /srv/adv-elsewhere)" % staging, "nothing was switched")
+    with foothold(world, "mkdir -p {s} /srv/adv-elsewhere && ln -sfn /srv/adv-elsewhere {s}/params", "/srv/adv-elsewhere") as staging:
+        refused_on_edge(world, case, "symlink", "%s/params is a symlink (-> /srv/adv-elsewhere)" % staging, "nothing was switched")
         # Checked before anything is written: nothing went through the symlink.
         written = world.sh_out("edge-01", "ls -A /srv/adv-elsewhere")
         assert written == "", "files were written through the symlink: %s" % written
-    finally:
-        world.sh("edge-01", "rm -rf /srv/models/.staging /srv/adv-elsewhere")
 
 
 @pytest.mark.case("mix-and-match: files of another release", "refused at sync: the foreign file is named")
@@ -153,9 +164,8 @@ def test_mix_and_match_files(world, case):
     dst = os.path.join(world.release_dir("2601", repo), "generation_config.json")
     os.unlink(dst)
     shutil.copy(os.path.join(world.release_dir("2412"), "generation_config.json"), dst)
-    run = world.upgrade("2601", repo=repo, catalog=world.case_catalog("mixfiles"), target="edge_devices")
-    refused(world, case, run, "generation_config.json of %s-2601-%s arrived with sha256" % (MODEL, VARIANT),
-            "nothing was switched")
+    refused_on_edge(world, case, "mixfiles", "generation_config.json of %s-2601-%s arrived with sha256" % (MODEL, VARIANT),
+                    "nothing was switched", repo=repo)
 
 
 # --------------------------------------------------------------------------- on the manifest

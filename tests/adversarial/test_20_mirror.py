@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import GGUF, HERE, MODEL, VARIANT, kill_group
+from conftest import GGUF, MIRROR_SERVER, MODEL, VARIANT, kill_group
 
 PORT = 20899 + 4000
 URL = "http://127.0.0.1:%d" % PORT
@@ -52,7 +52,7 @@ def host_repo(world):
     world.ansible.adhoc(HOST, "-m", "ansible.builtin.file", "-a", "path=%s state=directory mode=0755" % dest)
     world.ansible.adhoc(HOST, "-m", "ansible.builtin.copy", "-a", "src=%s/ dest=%s/" % (rel, dest))
     world.ansible.adhoc(HOST, "-m", "ansible.builtin.copy", "-a",
-                        "src=%s dest=%s/mirror_server.py" % (os.path.join(HERE, "mirror_server.py"), HOST_DIR))
+                        "src=%s dest=%s/mirror_server.py" % (MIRROR_SERVER, HOST_DIR))
     yield HOST_DIR
     world.sh(HOST, "systemctl stop adv-mirror 2>/dev/null; rm -rf %s; true" % HOST_DIR)
 

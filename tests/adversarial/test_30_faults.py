@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import HOSTS, MODEL, MODEL_DIR, REPO, STATE, VARIANT, kill_group, recap, wait_for_text
+from conftest import HOSTS, MIRROR_SERVER, MODEL, MODEL_DIR, STATE, VARIANT, kill_group, recap, wait_for_text
 
 
 def flat(text):
@@ -35,6 +35,23 @@ def find(pattern, text, default="(not found)"):
 def rollout(run):
     """The modelops_rollout summary of upgrade.yml's 'Show the result per host' task."""
     return dict(re.findall(r"^\s+(gpu-0\d|edge-0\d): ([a-z][a-z ()]+)$", run.stdout, re.M))
+
+
+def canary_rollback(world, c, version, catalog, extra=None, tail="[a-z ]*"):
+    """Upgrade gpu_servers to version (with a fresh copy of the catalog): the run and the
+    match of its message that the canary gpu-01 failed and was rolled back to 2412 (None
+    if it says no such thing), which also fills the table's observed column."""
+    run = world.upgrade(version, catalog=world.case_catalog(catalog), target="gpu_servers", extra=extra)
+    out = flat(run.stdout)
+    m = re.search(r"gpu-01: upgrade to %s-%s-%s failed at .{0,1500}?rolled back to 2412/%s, which serves again"
+                  % (MODEL, version, VARIANT, VARIANT) + tail, out)
+    c.observed = "run failed: " + (m.group(0) if m else out[-300:])
+    return run, m
+
+
+def assert_gpu_servers_on(world, version):
+    c = world.currents()
+    assert c["gpu-01"] == c["gpu-02"] == "%s/%s" % (version, VARIANT)
 
 
 def served_record(world, host):
@@ -85,8 +102,7 @@ def test_disk_fills_during_download(world, case, tmp_path):
     src = world.release_dir("2501")
     mirror = "/srv/adv-fill"
     world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s/ dest=%s/%s/2501/%s/" % (src, mirror, MODEL, VARIANT))
-    world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=%s/mirror_server.py" % (
-        os.path.join(REPO, "tests", "adversarial", "mirror_server.py"), mirror))
+    world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=%s/mirror_server.py" % (MIRROR_SERVER, mirror))
     filler = tmp_path / "filler.py"
     filler.write_text(FILLER)
     world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=%s/filler.py" % (filler, mirror))
@@ -119,30 +135,20 @@ def test_disk_fills_during_download(world, case, tmp_path):
 
 @pytest.mark.case("engine fails to start on the new version", "canary rolled back to 2412 and serves; rest of its group untouched")
 def test_engine_fails_to_start(world, case):
-    run = world.upgrade("2501", catalog=world.case_catalog("unloadable"), target="gpu_servers")
-    out = flat(run.stdout)
-    m = re.search(r"gpu-01: upgrade to %s-2501-%s failed at .{0,1500}?rolled back to 2412/%s, which serves again[a-z ]*"
-                  % (MODEL, VARIANT, VARIANT), out)
-    case.observed = "run failed: " + (m.group(0) if m else out[-300:])
+    run, m = canary_rollback(world, case, "2501", "unloadable")
     assert run.returncode != 0 and m, run.stdout[-5000:]
-    c = world.currents()
-    assert c["gpu-01"] == c["gpu-02"] == "2412/%s" % VARIANT
+    assert_gpu_servers_on(world, "2412")
     assert "2501" not in world.sh("gpu-02", "ls %s" % MODEL_DIR)
     world.serving(case)
 
 
 @pytest.mark.case("engine starts but fails probes", "probe gate fails the canary; rolled back to 2412; rest untouched")
 def test_engine_fails_probes(world, case):
-    run = world.upgrade("2502", catalog=world.case_catalog("zeroed"), target="gpu_servers")
-    out = flat(run.stdout)
-    m = re.search(r"gpu-01: upgrade to %s-2502-%s failed at .{0,1500}?rolled back to 2412/%s, which serves again[a-z ]*"
-                  % (MODEL, VARIANT, VARIANT), out)
-    case.observed = "run failed: " + (m.group(0) if m else out[-300:])
+    run, m = canary_rollback(world, case, "2502", "zeroed")
     try:
         assert run.returncode != 0 and m, run.stdout[-5000:]
         assert "probe capital" in m.group(0), m.group(0)
-        c = world.currents()
-        assert c["gpu-01"] == c["gpu-02"] == "2412/%s" % VARIANT
+        assert_gpu_servers_on(world, "2412")
     finally:
         if world.currents().get("gpu-01") != "2412/%s" % VARIANT:
             # Without the gate the damaged model went out: put the group back on 2412.
@@ -170,16 +176,11 @@ def test_slower_engine_fails_the_latency_gate(world, case, tmp_path):
     wrapper.write_text(SLOW_WRAPPER)
     slow = {"inference_server_llamacpp_binary_src": str(wrapper), "inference_server_llamacpp_binary": SLOW_BINARY}
     try:
-        run = world.upgrade("2601", catalog=world.case_catalog("slow"), target="gpu_servers", extra=slow)
-        out = flat(run.stdout)
-        m = re.search(r"gpu-01: upgrade to %s-2601-%s failed at .{0,1500}?rolled back to 2412/%s, which serves again"
-                      % (MODEL, VARIANT, VARIANT), out)
-        case.observed = "run failed: " + (m.group(0) if m else out[-300:])
+        run, m = canary_rollback(world, case, "2601", "slow", extra=slow, tail="")
         assert run.returncode != 0 and m, run.stdout[-5000:]
         assert "latency_vs_baseline fail: significantly slower than the bound" in m.group(0), m.group(0)
         assert "fresh samples of the old version" in m.group(0), m.group(0)
-        c = world.currents()
-        assert c["gpu-01"] == c["gpu-02"] == "2412/%s" % VARIANT
+        assert_gpu_servers_on(world, "2412")
         assert "2601" not in world.sh("gpu-02", "ls %s" % MODEL_DIR)
     finally:
         # The real binary again (the start script changes, the engine restarts without the loops).
@@ -383,8 +384,7 @@ def test_two_runs_at_once(world, case, tmp_path):
     # and finds the release installed, so both runs succeed.
     assert all(p.returncode == 0 for p in procs), "\n\n".join(t[-3000:] for t in texts)
     # Nothing lost: both hosts on 2602, one install each in an intact ledger, no staging left.
-    c = world.currents()
-    assert c["gpu-01"] == c["gpu-02"] == "2602/%s" % VARIANT
+    assert_gpu_servers_on(world, "2602")
     for h in ("gpu-01", "gpu-02"):
         events = ledger(world, h)["events"]   # valid JSON, not torn
         installs = [e for e in events if e.get("action") == "install" and e.get("to") == "2602/%s" % VARIANT

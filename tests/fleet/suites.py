@@ -1,5 +1,6 @@
-"""Helpers shared by the test suites that run against a fleet of their own
-(tests/adversarial, tests/vllm): they reuse the integration suite's helpers."""
+"""Helpers shared by the test suites: the integration suite's helpers for the suites that
+run against a fleet of their own (tests/adversarial, tests/vllm), and the body of every
+suite's fixture of real GnuPG keys."""
 
 import importlib.util
 import os
@@ -17,3 +18,15 @@ def load_integration_conftest(module_name, fleet_name):
     spec.loader.exec_module(mod)
     mod.FLEET_NAME = fleet_name
     return mod
+
+
+def gpg_test_keys(tmp_path_factory):
+    """Real GnuPG keys (gpg_keys.GpgTestKeys: publisher, protected, attacker, expired, revoked)
+    in a fresh temporary directory, their gpg-agents stopped afterwards. A generator: each
+    suite's fixture yields from it, in the scope that suite needs."""
+    from gpg_keys import GpgTestKeys
+    keys = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
+    try:
+        yield keys
+    finally:
+        keys.stop()

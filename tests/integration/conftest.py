@@ -22,6 +22,10 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLEET = os.path.join(REPO, "tests", "fleet", "fleet.py")
+# Scripts the suites copy to test hosts: an HTTP release mirror for the host's 127.0.0.1
+# (throttled, or misbehaving on purpose), and a GGUF copier that zeroes most weights.
+MIRROR_SERVER = os.path.join(REPO, "tests", "fleet", "mirror_server.py")
+DAMAGE_GGUF = os.path.join(REPO, "tests", "fleet", "damage_gguf.py")
 DEMO_INVENTORY = os.path.join(REPO, "inventories", "demo")
 LLAMACPP_OVERLAY = os.path.join(REPO, "tests", "integration", "inventory")
 INVENTORIES = [DEMO_INVENTORY, LLAMACPP_OVERLAY]
@@ -29,6 +33,12 @@ INVENTORIES = [DEMO_INVENTORY, LLAMACPP_OVERLAY]
 PORT_OFFSET = int(os.environ.get("MODELOPS_TEST_PORT_OFFSET", "1000"))
 FLEET_NAME = os.environ.get("MODELOPS_TEST_FLEET", "test")
 sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
+from suites import gpg_test_keys  # noqa: E402  pylint: disable=wrong-import-position
+
+# The model the suite publishes and serves (the fleet's artifacts: fleet.py artifacts).
+MODEL = "smollm2-135m-instruct"
+VARIANT = "gguf-q4_1"
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def fleet(*args, check=True):
@@ -133,13 +143,47 @@ def ansible(test_fleet, artifacts):
     return Ansible(INVENTORIES + [test_fleet["inventory"]], artifacts)
 
 
-def fresh_hosts(ansible, model="smollm2-135m-instruct"):
+def fresh_hosts(ansible, model=MODEL):
     """Remove the model, staging, ledger, served-version record and metrics from every host,
     so that a test module starts from a known history whatever earlier modules left."""
     ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a",
                   "rm -rf /srv/models/%s /srv/models/.staging /srv/models/.modelops "
                   "/var/lib/modelops/modelops-inference.served "
                   "/var/lib/node_exporter/textfile_collector/modelops_fleet.prom" % model)
+
+
+def publish_args(src, repo, version, sequence, key, catalog, variant=VARIANT):
+    """The extra vars of playbooks/publish.yml: release <MODEL>-<version>-<variant> from the
+    directory src into the repository repo, signed with key (a gpg_keys.Key), in catalog."""
+    return ["-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % repo,
+            "-e", "publish_release=%s-%s-%s" % (MODEL, version, variant),
+            "-e", "publish_sequence=%d" % sequence, "-e", "publish_gnupghome=%s" % key.home,
+            "-e", "publish_key_fingerprint=%s" % key.fingerprint,
+            "-e", "publish_catalog=%s" % catalog]
+
+
+def publish_gguf(ansible, base, repo, version, sequence, key, extra="", weights=None, env=None):
+    """Publish `version` into repo from a new directory base/src-<version>: the fleet's GGUF
+    (a hard link) or the bytes `weights`, and a generation_config.json carrying `extra` (so
+    that releases with the same weights differ); the publisher's catalog is base/publisher.db."""
+    src = base / ("src-" + version)
+    src.mkdir()
+    if weights is None:
+        os.link(ansible.artifacts["model_file"], str(src / GGUF))
+    else:
+        (src / GGUF).write_bytes(weights)
+    (src / "generation_config.json").write_text(json.dumps({"release": version, "x": extra}))
+    return ansible.playbook("playbooks/publish.yml", *publish_args(src, repo, version, sequence, key, base / "publisher.db"),
+                            env=env)
+
+
+def upgrade_overrides(ansible, key, repo, catalog):
+    """The extra vars of playbooks/upgrade.yml for releases of repo signed by key (a gpg_keys.Key),
+    with catalog as the hosts' catalog and a short canary soak."""
+    return {"model_repository": str(repo), "model_keyring": [key.public],
+            "model_trusted_fingerprints": [key.fingerprint], "model_catalog": catalog,
+            "inference_server_llamacpp_binary_src": ansible.artifacts["llama_server"],
+            "model_canary_soak_seconds": 2}
 
 
 def recap(output):
@@ -165,9 +209,4 @@ def recap(output):
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     """Real GnuPG keys for one test module (publisher, attacker, expired, revoked)."""
-    from gpg_keys import GpgTestKeys
-    k = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
-    try:
-        yield k
-    finally:
-        k.stop()
+    yield from gpg_test_keys(tmp_path_factory)

@@ -12,18 +12,19 @@ import time
 
 import pytest
 
-from test_serve import SERVE
+from conftest import DAMAGE_GGUF
+from test_serve import serve_demo
 
 SERVED = "smollm2-135m-instruct"
+MODEL_DIR = "/srv/models/%s" % SERVED
+ENGINE = "modelops-inference.service"
 LEDGER_ROOT = "/srv/probe-test"
 
 
 @pytest.fixture(scope="module")
 def served(ansible):
     """Every host serves SmolLM2-135M-Instruct as smollm2-135m-instruct (as test_serve.py)."""
-    a = ansible.artifacts
-    return ansible.playbook(SERVE, "-e", "fleet_llama_server=%s" % a["llama_server"],
-                            "-e", "fleet_model_file=%s" % a["model_file"])
+    return serve_demo(ansible)
 
 
 def probe(ansible, host, **params):
@@ -102,37 +103,42 @@ def test_malformed_suite_is_refused_before_any_request(served, ansible, tmp_path
     assert "probes" not in data
 
 
-DAMAGE = r'''
-import os, sys
-src, dst = sys.argv[1], sys.argv[2]
-size = os.path.getsize(src)
-with open(src, "rb") as f, open(dst, "wb") as out:
-    out.write(f.read())
-# Keep the header, metadata and tokenizer (the first half) intact so llama-server still
-# loads the file; zero most of the tensor data behind them.
-with open(dst, "r+b") as out:
-    start, end = size // 2, size - size // 20
-    out.seek(start)
-    out.write(b"\0" * (end - start))
-'''
+def answers(ansible, host, timeout):
+    """The engine on host answers (modelops.fleet.inference_ready) within timeout seconds."""
+    ready = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
+                          "served_name=%s unit=%s timeout=%d" % (SERVED, ENGINE, timeout), check=False)
+    assert "SUCCESS" in ready.stdout, ready.stdout[-2000:]
 
 
-def test_damaged_model_fails_the_regression_suite_naming_probes(served, ansible, tmp_path):
+def restart_serving(ansible, host, version, prepare=None, remove=()):
+    """Point current at <version>/gguf-q4_1 and restart the engine. The shell snippet `prepare`
+    makes that version first: it gets $src, the GGUF of 2411 (what serve_demo.yml serves), and
+    $dst, the new version's GGUF. `remove`: paths removed before the restart."""
+    script = ["set -e"]
+    if prepare:
+        script.append("mkdir -p {d}/{v}/gguf-q4_1; g=$(basename $(ls {d}/2411/gguf-q4_1/*.gguf)); "
+                      "src={d}/2411/gguf-q4_1/$g; dst={d}/{v}/gguf-q4_1/$g".format(d=MODEL_DIR, v=version))
+        script.append(prepare)
+    script.append("ln -sfn {v}/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current".format(d=MODEL_DIR, v=version))
+    if remove:
+        script.append("rm -rf " + " ".join(remove))
+    script.append("systemctl reset-failed %s || true; systemctl restart %s" % (ENGINE, ENGINE))
+    ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a", "; ".join(script))
+
+
+def copy_damage_script(ansible, host):
+    """tests/fleet/damage_gguf.py to /tmp/damage.py on host: `python3 /tmp/damage.py $src $dst`
+    copies a GGUF with most of its weights zeroed (it loads and answers, but not sensibly)."""
+    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/tmp/damage.py" % DAMAGE_GGUF)
+
+
+def test_damaged_model_fails_the_regression_suite_naming_probes(served, ansible):
     """A GGUF whose weights a fixture zeroed: it loads and answers, and the suite fails it."""
     host = "edge-03"
-    script = tmp_path / "damage.py"
-    script.write_text(DAMAGE)
-    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/tmp/damage.py" % script)
-    d = "/srv/models/%s" % SERVED
-    ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a",
-                  "set -e; mkdir -p {d}/9998/gguf-q4_1; g=$(basename $(ls {d}/current/*.gguf)); "
-                  "python3 /tmp/damage.py {d}/current/$g {d}/9998/gguf-q4_1/$g; "
-                  "ln -sfn 9998/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current; "
-                  "systemctl restart modelops-inference.service".format(d=d))
+    copy_damage_script(ansible, host)
+    restart_serving(ansible, host, "9998", "python3 /tmp/damage.py $src $dst")
     try:
-        ready = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
-                              "served_name=%s unit=modelops-inference.service timeout=120" % SERVED, check=False)
-        assert "SUCCESS" in ready.stdout, ready.stdout[-2000:]   # it loads and answers ...
+        answers(ansible, host, 120)   # it loads and answers ...
         status, data = probe(ansible, host, suite="regression")
         assert status == "FAILED" and data["passed"] is False  # ... but does not behave
         failing = [p for p in data["probes"] if not p["passed"]]
@@ -141,13 +147,8 @@ def test_damaged_model_fails_the_regression_suite_naming_probes(served, ansible,
             assert p["name"] in data["msg"]
             assert p["reason"]
     finally:
-        ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a",
-                      "set -e; ln -sfn 2411/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current; "
-                      "rm -rf {d}/9998 /tmp/damage.py; systemctl reset-failed modelops-inference.service || true; "
-                      "systemctl restart modelops-inference.service".format(d=d))
-    ok = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
-                       "served_name=%s unit=modelops-inference.service timeout=120" % SERVED)
-    assert "SUCCESS" in ok.stdout
+        restart_serving(ansible, host, "2411", remove=(MODEL_DIR + "/9998", "/tmp/damage.py"))
+    answers(ansible, host, 120)
 
 
 CONSISTENCY_LEDGER = "/srv/probe-consistency"
@@ -157,34 +158,22 @@ CONSISTENCY_HOST = "crit-01"
 @pytest.fixture(scope="module")
 def served_one(ansible):
     """Only CONSISTENCY_HOST serves SmolLM2 (a no-op after `served`): the machine is slow."""
-    a = ansible.artifacts
-    return ansible.playbook(SERVE, "-e", "fleet_llama_server=%s" % a["llama_server"],
-                            "-e", "fleet_model_file=%s" % a["model_file"], "--limit", CONSISTENCY_HOST)
+    return serve_demo(ansible, "--limit", CONSISTENCY_HOST)
 
 
 def switch_to(ansible, host, version, prepare):
-    """Serve <version>/gguf-q4_1 made by the shell snippet `prepare` (it gets $src, the GGUF
-    served now, and $dst, the new version's GGUF), and wait until it answers."""
-    d = "/srv/models/%s" % SERVED
-    ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a",
-                  "set -e; mkdir -p {d}/{v}/gguf-q4_1; g=$(basename $(ls {d}/2411/gguf-q4_1/*.gguf)); "
-                  "src={d}/2411/gguf-q4_1/$g; dst={d}/{v}/gguf-q4_1/$g; {prepare}; "
-                  "ln -sfn {v}/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current; "
-                  "systemctl reset-failed modelops-inference.service || true; "
-                  "systemctl restart modelops-inference.service".format(d=d, v=version, prepare=prepare))
-    ready = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
-                          "served_name=%s unit=modelops-inference.service timeout=180" % SERVED, check=False)
-    assert "SUCCESS" in ready.stdout, ready.stdout[-2000:]
+    """Serve <version>/gguf-q4_1 made by the shell snippet `prepare` (see restart_serving),
+    and wait until it answers."""
+    restart_serving(ansible, host, version, prepare)
+    answers(ansible, host, 180)
 
 
-def test_consistency_suite_identical_v2_passes_damaged_model_fails(served_one, ansible, tmp_path):
+def test_consistency_suite_identical_v2_passes_damaged_model_fails(served_one, ansible):
     """The old version's answers are the baseline; identical weights under a new version
     give the same answers (twice), zeroed weights lose key terms and formats."""
     host = CONSISTENCY_HOST
     args = dict(suite="consistency", model_root=CONSISTENCY_LEDGER, model_name="smollm2")
-    script = tmp_path / "damage.py"
-    script.write_text(DAMAGE)
-    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/tmp/damage.py" % script)
+    copy_damage_script(ansible, host)
     ansible.adhoc(host, "-m", "ansible.builtin.file", "-a", "path=%s state=absent" % CONSISTENCY_LEDGER)
     try:
         # Old version (2411): record. Nothing to compare with yet, and the result says so.
@@ -235,12 +224,6 @@ def test_consistency_suite_identical_v2_passes_damaged_model_fails(served_one, a
         assert "old answer was a markdown table, new answer has no header/separator row" in bad["msg"]
         assert "lost: capital, france, paris" in bad["msg"], bad["msg"]
     finally:
-        d = "/srv/models/%s" % SERVED
-        ansible.adhoc(host, "-m", "ansible.builtin.shell", "-a",
-                      "set -e; ln -sfn 2411/gguf-q4_1 {d}/current.new && mv -T {d}/current.new {d}/current; "
-                      "rm -rf {d}/2412 {d}/9997 {l} /tmp/damage.py; "
-                      "systemctl reset-failed modelops-inference.service || true; "
-                      "systemctl restart modelops-inference.service".format(d=d, l=CONSISTENCY_LEDGER))
-    ok = ansible.adhoc(host, "-m", "modelops.fleet.inference_ready", "-a",
-                       "served_name=%s unit=modelops-inference.service timeout=180" % SERVED)
-    assert "SUCCESS" in ok.stdout
+        restart_serving(ansible, host, "2411",
+                        remove=(MODEL_DIR + "/2412", MODEL_DIR + "/9997", CONSISTENCY_LEDGER, "/tmp/damage.py"))
+    answers(ansible, host, 180)

@@ -19,10 +19,9 @@ import shutil
 
 import pytest
 
+from conftest import GGUF, MODEL, VARIANT, publish_args
 from gpg_keys import sign
 
-MODEL = "smollm2-135m-instruct"
-VARIANT = "gguf-q4_1"
 HOST_ROOT = "/srv/release-tests"
 
 
@@ -37,17 +36,13 @@ def published(ansible, keys, tmp_path_factory):
         src = base / ("src-" + version)
         src.mkdir()
         try:
-            os.link(ansible.artifacts["model_file"], str(src / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+            os.link(ansible.artifacts["model_file"], str(src / GGUF))
         except OSError:
-            shutil.copy(ansible.artifacts["model_file"], str(src / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+            shutil.copy(ansible.artifacts["model_file"], str(src / GGUF))
         (src / "tokenizer_config.json").write_text(json.dumps({"release": version}))
         (src / "params").mkdir()
         (src / "params" / "generation.json").write_text('{"temperature": 0.2}')
-        extra = ["-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % repo,
-                 "-e", "publish_release=%s-%s-%s" % (MODEL, version, VARIANT),
-                 "-e", "publish_sequence=%d" % seq, "-e", "publish_gnupghome=%s" % keys.publisher.home,
-                 "-e", "publish_key_fingerprint=%s" % keys.publisher.fingerprint,
-                 "-e", "publish_catalog=%s" % catalog]
+        extra = publish_args(src, repo, version, seq, keys.publisher, catalog)
         first = ansible.run("ansible-playbook", "playbooks/publish.yml", *extra)
         second = ansible.run("ansible-playbook", "playbooks/publish.yml", *extra)
         out[version] = {"dir": repo / MODEL / version / VARIANT, "first": first.stdout,

@@ -22,11 +22,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import REPO, fresh_hosts
+from conftest import MODEL, REPO, VARIANT, fresh_hosts, publish_gguf, upgrade_overrides
 
-MODEL = "smollm2-135m-instruct"
-VARIANT = "gguf-q4_1"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALL = ["gpu-01", "gpu-02", "edge-01", "edge-02", "edge-03", "crit-01"]
 GROUP = {"gpu-01": "gpu_servers", "gpu-02": "gpu_servers", "edge-01": "edge_devices",
          "edge-02": "edge_devices", "edge-03": "edge_devices", "crit-01": "critical"}
@@ -74,26 +71,11 @@ def rollout(ansible, keys, tmp_path_factory):
     catalog = str(base / "registry.db")
 
     def publish(version, seq, extra, weights=None):
-        src = base / ("src-" + version)
-        src.mkdir()
-        if weights is None:
-            os.link(ansible.artifacts["model_file"], str(src / GGUF))
-        else:
-            (src / GGUF).write_bytes(weights)
-        (src / "generation_config.json").write_text(json.dumps({"release": version, "x": extra}))
-        ansible.run("ansible-playbook", "playbooks/publish.yml",
-                    "-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % repo,
-                    "-e", "publish_release=%s-%s-%s" % (MODEL, version, VARIANT),
-                    "-e", "publish_sequence=%d" % seq, "-e", "publish_gnupghome=%s" % keys.publisher.home,
-                    "-e", "publish_key_fingerprint=%s" % keys.publisher.fingerprint,
-                    "-e", "publish_catalog=%s" % (base / "publisher.db"),
-                    env={"MODELOPS_REPORT_DIR": str(base / "publish-reports")})
+        publish_gguf(ansible, base, repo, version, seq, keys.publisher, extra, weights,
+                     env={"MODELOPS_REPORT_DIR": str(base / "publish-reports")})
 
     def upgrade(report_dir, *extra, **kw):
-        overrides = {"model_repository": str(repo), "model_keyring": [keys.publisher.public],
-                     "model_trusted_fingerprints": [keys.publisher.fingerprint], "model_catalog": catalog,
-                     "inference_server_llamacpp_binary_src": ansible.artifacts["llama_server"],
-                     "model_canary_soak_seconds": 2}
+        overrides = upgrade_overrides(ansible, keys.publisher, repo, catalog)
         return ansible.playbook("playbooks/upgrade.yml", "-e", json.dumps(overrides), *extra,
                                 env={"MODELOPS_REPORT_DIR": str(report_dir)}, **kw)
 

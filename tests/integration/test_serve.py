@@ -36,12 +36,17 @@ def main_pid(ansible, host):
     return int(proc.stdout.strip().splitlines()[-1])
 
 
+def serve_demo(ansible, *extra):
+    """Run tests/fleet/serve_demo.yml: SmolLM2-135M-Instruct 2411 served as smollm2-135m-instruct
+    (on every host, unless `extra` limits it)."""
+    a = ansible.artifacts
+    return ansible.playbook(SERVE, "-e", "fleet_llama_server=%s" % a["llama_server"],
+                            "-e", "fleet_model_file=%s" % a["model_file"], *extra)
+
+
 @pytest.fixture(scope="module")
 def served(ansible):
-    a = ansible.artifacts
-    first = ansible.playbook(SERVE, "-e", "fleet_llama_server=%s" % a["llama_server"],
-                             "-e", "fleet_model_file=%s" % a["model_file"])
-    return first
+    return serve_demo(ansible)
 
 
 def test_first_run_installs_and_every_host_answers(served, test_fleet):
@@ -78,9 +83,7 @@ def test_engine_runs_as_dedicated_user_from_current(served, ansible):
 
 def test_second_run_changes_nothing_and_restarts_nothing(served, ansible):
     before = {h: main_pid(ansible, h) for h in ("gpu-01", "edge-01")}
-    a = ansible.artifacts
-    second = ansible.playbook(SERVE, "-e", "fleet_llama_server=%s" % a["llama_server"],
-                              "-e", "fleet_model_file=%s" % a["model_file"])
+    second = serve_demo(ansible)
     for host, c in recap(second.stdout).items():
         assert c["changed"] == 0, (host, c, second.stdout[-3000:])
     after = {h: main_pid(ansible, h) for h in before}

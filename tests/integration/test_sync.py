@@ -13,9 +13,8 @@ import re
 
 import pytest
 
-MODEL = "smollm2-135m-instruct"
-VARIANT = "gguf-q4_1"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from conftest import GGUF, MIRROR_SERVER, MODEL, VARIANT, publish_args
+
 ROOT = "/srv/sync-tests"
 
 
@@ -32,12 +31,7 @@ def repo(ansible, keys, tmp_path_factory):
         (src / GGUF).write_bytes(data)
         (src / "tokenizer_config.json").write_text(json.dumps({"chat_template": "x" * 5000}))
         (src / "params" / "generation.json").write_text('{"temperature": 0.2}')
-        ansible.run("ansible-playbook", "playbooks/publish.yml",
-                    "-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % repo,
-                    "-e", "publish_release=%s-%s-%s" % (MODEL, version, VARIANT),
-                    "-e", "publish_sequence=%d" % seq, "-e", "publish_gnupghome=%s" % keys.publisher.home,
-                    "-e", "publish_key_fingerprint=%s" % keys.publisher.fingerprint,
-                    "-e", "publish_catalog=%s" % (base / "publish.db"))
+        ansible.playbook("playbooks/publish.yml", *publish_args(src, repo, version, seq, keys.publisher, base / "publish.db"))
     return repo
 
 
@@ -235,42 +229,6 @@ def test_activate_info_and_rollback_on_the_host(ansible, keys, repo, tmp_path):
     assert links(ansible, host) == {"current": "2411/%s" % VARIANT, "previous": "2412/%s" % VARIANT}
 
 
-THROTTLED_SERVER = r'''
-import http.server, os, sys, time
-ROOT, PORT, RATE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-
-class H(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        sys.stderr.write("%s %s\n" % (self.command, self.path))
-    def do_GET(self):
-        p = os.path.join(ROOT, self.path.lstrip("/"))
-        if not os.path.isfile(p):
-            self.send_error(404)
-            return
-        size = os.path.getsize(p)
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes="):
-            start = int(rng[6:].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, size - 1, size))
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(size - start))
-        self.end_headers()
-        with open(p, "rb") as f:
-            f.seek(start)
-            while True:
-                chunk = f.read(RATE // 10)
-                if not chunk:
-                    break
-                self.wfile.write(chunk)
-                time.sleep(0.1)
-
-http.server.ThreadingHTTPServer(("127.0.0.1", PORT), H).serve_forever()
-'''
-
-
 def test_killed_pull_resumes_from_where_it_stopped(ansible, keys, repo, tmp_path):
     """Kill the controller's ansible process mid-download; the next run resumes with Range."""
     import subprocess
@@ -278,11 +236,10 @@ def test_killed_pull_resumes_from_where_it_stopped(ansible, keys, repo, tmp_path
     host = "edge-02"
     size = os.path.getsize(str(rel(repo, "2412") / GGUF))
     ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s/ dest=/srv/mirror-test/" % repo)
-    server = tmp_path / "throttle.py"
-    server.write_text(THROTTLED_SERVER)
-    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/srv/mirror-test/throttle.py" % server)
+    ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/srv/mirror-test/throttle.py" % MIRROR_SERVER)
+    # The weights at 8 MiB/s, with Range support.
     sh(ansible, host, "systemd-run --unit=modelops-test-throttle python3 /srv/mirror-test/throttle.py "
-                      "/srv/mirror-test 8898 %d && sleep 1" % (8 * 1024 * 1024))
+                      "/srv/mirror-test 8898 honest %d && sleep 1" % (8 * 1024 * 1024))
     root = "/srv/resume-tests"
     part = "%s/.staging/%s/2412/%s/%s.part" % (root, MODEL, VARIANT, GGUF)
     args = {"src": str(rel(repo, "2412")), "model_root": root, "source": "mirror",

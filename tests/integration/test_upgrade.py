@@ -13,11 +13,8 @@ import re
 
 import pytest
 
-from conftest import fresh_hosts, recap
+from conftest import MODEL, VARIANT, fresh_hosts, publish_gguf, recap, upgrade_overrides
 
-MODEL = "smollm2-135m-instruct"
-VARIANT = "gguf-q4_1"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALL = ["gpu-01", "gpu-02", "edge-01", "edge-02", "edge-03", "crit-01"]
 
 
@@ -27,19 +24,7 @@ def release_env(ansible, keys, tmp_path_factory):
     env = {"repo": base / "repo", "catalog": str(base / "registry.db"), "base": base}
 
     def publish(version, seq, weights=None, extra=""):
-        src = base / ("src-" + version)
-        src.mkdir()
-        if weights is None:
-            os.link(ansible.artifacts["model_file"], str(src / GGUF))
-        else:
-            (src / GGUF).write_bytes(weights)
-        (src / "generation_config.json").write_text(json.dumps({"release": version, "x": extra}))
-        ansible.run("ansible-playbook", "playbooks/publish.yml",
-                    "-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % env["repo"],
-                    "-e", "publish_release=%s-%s-%s" % (MODEL, version, VARIANT),
-                    "-e", "publish_sequence=%d" % seq, "-e", "publish_gnupghome=%s" % keys.publisher.home,
-                    "-e", "publish_key_fingerprint=%s" % keys.publisher.fingerprint,
-                    "-e", "publish_catalog=%s" % (base / "publisher.db"))
+        publish_gguf(ansible, base, env["repo"], version, seq, keys.publisher, extra, weights)
     env["publish"] = publish
     # Start from hosts without the model, whatever earlier test modules left on the fleet.
     fresh_hosts(ansible, MODEL)
@@ -48,10 +33,7 @@ def release_env(ansible, keys, tmp_path_factory):
 
 
 def upgrade(ansible, keys, env, *extra, check=True):
-    overrides = {"model_repository": str(env["repo"]), "model_keyring": [keys.publisher.public],
-                 "model_trusted_fingerprints": [keys.publisher.fingerprint], "model_catalog": env["catalog"],
-                 "inference_server_llamacpp_binary_src": ansible.artifacts["llama_server"],
-                 "model_canary_soak_seconds": 2}
+    overrides = upgrade_overrides(ansible, keys.publisher, env["repo"], env["catalog"])
     return ansible.playbook("playbooks/upgrade.yml", "-e", json.dumps(overrides), *extra, check=check)
 
 

@@ -124,13 +124,9 @@ def module_runner(tmp_path):
 
 
 sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
+from suites import gpg_test_keys  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @pytest.fixture(scope="session")
 def gpg_keys(tmp_path_factory):
-    from gpg_keys import GpgTestKeys
-    keys = GpgTestKeys(str(tmp_path_factory.mktemp("gpg")))
-    try:
-        yield keys
-    finally:
-        keys.stop()
+    yield from gpg_test_keys(tmp_path_factory)

@@ -105,13 +105,8 @@ class Releases(object):
         (src / "generation_config.json").write_text(json.dumps(gen, indent=2))
         if damage is not None:
             damage(src)
-        self.ansible.run("ansible-playbook", "modelops.fleet.publish",
-                         "-e", "publish_source=%s" % src, "-e", "publish_repository=%s" % self.repo,
-                         "-e", "publish_release=%s-%s-%s" % (MODEL, version, variant),
-                         "-e", "publish_sequence=%d" % seq,
-                         "-e", "publish_gnupghome=%s" % self.keys.publisher.home,
-                         "-e", "publish_key_fingerprint=%s" % self.keys.publisher.fingerprint,
-                         "-e", "publish_catalog=%s" % (self.base / "publisher.db"))
+        self.ansible.playbook("modelops.fleet.publish", *itc.publish_args(
+            src, self.repo, version, seq, self.keys.publisher, self.base / "publisher.db", variant=variant))
 
     def publish_both(self, version, seq):
         self.publish(version, seq, GGUF_VARIANT)

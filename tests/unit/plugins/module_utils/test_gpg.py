@@ -73,21 +73,17 @@ def test_valid_signature_by_key_not_pinned_is_refused(gpg_keys, tmp_path):
     assert gpg_keys.attacker.fingerprint in str(e.value)
 
 
-def test_expired_key_is_refused(gpg_keys, tmp_path):
-    k = gpg_keys.expired
-    sig = signed_by(k, tmp_path)
-    with pytest.raises(SignatureError) as e:
-        verify_detached(DATA, sig, [k.public], [k.fingerprint])
-    assert "signing key has expired" in str(e.value) and k.fingerprint in str(e.value)
-
-
-def test_revoked_key_is_refused(gpg_keys, tmp_path):
-    k = gpg_keys.revoked
+@pytest.mark.parametrize("key,reason", [
+    ("expired", "signing key has expired"),
     # Signed with the secret key after its revocation was published: refused.
+    ("revoked", "signing key was revoked"),
+], ids=["expired", "revoked"])
+def test_expired_or_revoked_key_is_refused(gpg_keys, tmp_path, key, reason):
+    k = getattr(gpg_keys, key)
     sig = signed_by(k, tmp_path)
     with pytest.raises(SignatureError) as e:
         verify_detached(DATA, sig, [k.public], [k.fingerprint])
-    assert "signing key was revoked" in str(e.value) and k.fingerprint in str(e.value)
+    assert reason in str(e.value) and k.fingerprint in str(e.value)
 
 
 def test_garbage_signature_is_refused(gpg_keys):

@@ -13,19 +13,19 @@ import tracemalloc
 
 import pytest
 
+from ansible_collections.modelops.fleet.plugins.module_utils._files import HashCache, sha256_file
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    HashCache,
-    ReleaseError,
-    build_manifest,
-    canonical_json,
-    check_expiry,
-    check_relpath,
-    load_manifest_bytes,
-    parse_release_name,
-    sha256_file,
-    validate_manifest,
-    verify_tree,
+    ReleaseError, build_manifest, canonical_json, check_expiry, check_relpath, load_manifest_bytes,
+    parse_release_name, validate_manifest, verify_tree,
 )
+
+
+def refusal(fn, *args, **kw):
+    """The message of the ReleaseError that fn(*args, **kw) must raise."""
+    with pytest.raises(ReleaseError) as e:
+        fn(*args, **kw)
+    return str(e.value)
+
 
 META = {"model_name": "qwen3-4b-instruct", "version": "2507", "variant": "gguf-q4_k_m",
         "sequence": 12, "expires": "2099-01-01T00:00:00Z", "license": "Apache-2.0"}
@@ -57,9 +57,7 @@ def test_release_names_of_the_seed_parse(name, expected):
     ("", "non-empty"),
 ])
 def test_malformed_release_names_are_refused_with_a_reason(name, needle):
-    with pytest.raises(ReleaseError) as e:
-        parse_release_name(name)
-    assert needle in str(e.value)
+    assert needle in refusal(parse_release_name, name)
 
 
 @pytest.mark.parametrize("path,needle", [
@@ -73,10 +71,9 @@ def test_malformed_release_names_are_refused_with_a_reason(name, needle):
     ("manifest.json", "not listed"),
 ])
 def test_unsafe_manifest_paths_are_refused(path, needle):
-    with pytest.raises(ReleaseError) as e:
-        check_relpath(path)
-    assert needle in str(e.value)
-    assert repr(path) in str(e.value)
+    msg = refusal(check_relpath, path)
+    assert needle in msg
+    assert repr(path) in msg
 
 
 def make_release(root, files=None):
@@ -113,9 +110,7 @@ def test_unchanged_directory_gives_byte_identical_manifest(tmp_path):
 def test_build_refuses_symlinks(tmp_path):
     rel, dummy = make_release(tmp_path)
     os.symlink("/etc/passwd", str(rel / "passwd"))
-    with pytest.raises(ReleaseError) as e:
-        build_manifest(str(rel), META)
-    assert "passwd is a symlink (-> /etc/passwd)" in str(e.value)
+    assert "passwd is a symlink (-> /etc/passwd)" in refusal(build_manifest, str(rel), META)
 
 
 def verified(tmp_path):
@@ -136,44 +131,35 @@ def test_changed_file_is_named(tmp_path):
     data = bytearray(files["model.gguf"])
     data[1000] ^= 0xFF
     (rel / "model.gguf").write_bytes(bytes(data))
-    with pytest.raises(ReleaseError) as e:
-        verify_tree(str(rel), m)
-    assert "changed file %s/model.gguf" % rel in str(e.value)
+    assert "changed file %s/model.gguf" % rel in refusal(verify_tree, str(rel), m)
 
 
 def test_truncated_file_is_named(tmp_path):
     rel, files, m = verified(tmp_path)
     (rel / "model.gguf").write_bytes(files["model.gguf"][:1000])
-    with pytest.raises(ReleaseError) as e:
-        verify_tree(str(rel), m)
-    assert "truncated file %s/model.gguf: 1000 bytes" % rel in str(e.value)
+    assert "truncated file %s/model.gguf: 1000 bytes" % rel in refusal(verify_tree, str(rel), m)
 
 
 def test_missing_and_extra_files_are_named(tmp_path):
     rel, files, m = verified(tmp_path)
     os.unlink(str(rel / "tokenizer.json"))
     (rel / "evil.py").write_bytes(b"import os")
-    with pytest.raises(ReleaseError) as e:
-        verify_tree(str(rel), m)
-    assert "missing file %s/tokenizer.json" % rel in str(e.value)
-    assert "extra file %s/evil.py" % rel in str(e.value)
+    msg = refusal(verify_tree, str(rel), m)
+    assert "missing file %s/tokenizer.json" % rel in msg
+    assert "extra file %s/evil.py" % rel in msg
 
 
 def test_symlink_in_release_is_refused(tmp_path):
     rel, files, m = verified(tmp_path)
     os.unlink(str(rel / "tokenizer.json"))
     os.symlink("/etc/hostname", str(rel / "tokenizer.json"))
-    with pytest.raises(ReleaseError) as e:
-        verify_tree(str(rel), m)
-    assert "tokenizer.json is a symlink" in str(e.value)
+    assert "tokenizer.json is a symlink" in refusal(verify_tree, str(rel), m)
 
 
 def test_symlinked_directory_is_refused(tmp_path):
     rel, files, m = verified(tmp_path)
     os.symlink("/etc", str(rel / "etc"))
-    with pytest.raises(ReleaseError) as e:
-        verify_tree(str(rel), m)
-    assert "etc is a symlink (-> /etc)" in str(e.value)
+    assert "etc is a symlink (-> /etc)" in refusal(verify_tree, str(rel), m)
 
 
 @pytest.mark.parametrize("mutate,needle", [
@@ -192,29 +178,23 @@ def test_malformed_manifests_are_refused(tmp_path, mutate, needle):
     rel, files, m = verified(tmp_path)
     bad = json.loads(json.dumps(m))
     mutate(bad)
-    with pytest.raises(ReleaseError) as e:
-        validate_manifest(bad, "x/manifest.json")
-    assert needle in str(e.value)
+    assert needle in refusal(validate_manifest, bad, "x/manifest.json")
 
 
 def test_not_json_is_refused():
-    with pytest.raises(ReleaseError) as e:
-        load_manifest_bytes(b"{not json", "h:/m/manifest.json")
-    assert "h:/m/manifest.json is not valid JSON" in str(e.value)
+    assert "h:/m/manifest.json is not valid JSON" in refusal(load_manifest_bytes, b"{not json", "h:/m/manifest.json")
 
 
 def test_expired_manifest_is_refused(tmp_path):
     rel, files, m = verified(tmp_path)
     m["expires"] = "2020-01-01T00:00:00Z"
-    with pytest.raises(ReleaseError) as e:
-        check_expiry(m)
-    assert "expired at 2020-01-01T00:00:00Z" in str(e.value)
-    assert "qwen3-4b-instruct-2507-gguf-q4_k_m" in str(e.value)
+    msg = refusal(check_expiry, m)
+    assert "expired at 2020-01-01T00:00:00Z" in msg
+    assert "qwen3-4b-instruct-2507-gguf-q4_k_m" in msg
     m["expires"] = "2099-01-01T00:00:00Z"
     check_expiry(m)
     now = datetime.datetime(2099, 1, 1, 0, 0, 1, tzinfo=datetime.timezone.utc)
-    with pytest.raises(ReleaseError):
-        check_expiry(m, now=now)
+    refusal(check_expiry, m, now=now)
 
 
 def test_hash_cache_makes_reverify_read_nothing(tmp_path):
@@ -245,9 +225,7 @@ def test_hash_cache_is_not_fooled_by_restored_mtime(tmp_path):
         f.write(bytes(data))
     os.utime(str(target), ns=(st.st_atime_ns, st.st_mtime_ns))
     assert os.stat(str(target)).st_mtime_ns == st.st_mtime_ns
-    with pytest.raises(ReleaseError) as e:
-        verify_tree(str(rel), m, cache=HashCache(cache_file))
-    assert "changed file" in str(e.value)
+    assert "changed file" in refusal(verify_tree, str(rel), m, cache=HashCache(cache_file))
 
 
 def test_damaged_cache_is_ignored(tmp_path):
@@ -289,7 +267,7 @@ def test_engine_variant_mismatch_llamacpp_gguf_vllm_safetensors():
 
 def test_stream_hashing_copies_hashes_and_stops_at_the_limit():
     import io
-    from ansible_collections.modelops.fleet.plugins.module_utils import _release as R
+    from ansible_collections.modelops.fleet.plugins.module_utils import _files as R
     data = os.urandom(3 * 1000 + 17)
     out = io.BytesIO()
     h = hashlib.sha256()
@@ -315,7 +293,7 @@ def test_stream_hashing_copies_hashes_and_stops_at_the_limit():
 
 
 def test_sha256_prefix_and_file_agree_with_hashlib(tmp_path):
-    from ansible_collections.modelops.fleet.plugins.module_utils import _release as R
+    from ansible_collections.modelops.fleet.plugins.module_utils import _files as R
     data = os.urandom((1 << 20) + 5)
     p = tmp_path / "f"
     p.write_bytes(data)

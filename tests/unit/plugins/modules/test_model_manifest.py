@@ -10,15 +10,9 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from ansible_collections.modelops.fleet.plugins.module_utils._gpg import verify_detached
-
-
-def release_dir(tmp_path):
-    rel = tmp_path / "repo" / "smollm2-135m-instruct" / "2411" / "gguf-q4_1"
-    rel.mkdir(parents=True)
-    (rel / "model.gguf").write_bytes(b"GGUF" + os.urandom(200000))
-    (rel / "tokenizer.json").write_bytes(b'{"v": 1}')
-    return rel
 
 
 def manifest_args(rel, key, **extra):
@@ -30,14 +24,48 @@ def manifest_args(rel, key, **extra):
     return args
 
 
-def test_builds_signs_and_is_idempotent(gpg_keys, module_runner, tmp_path):
-    k = gpg_keys.protected
-    rel = release_dir(tmp_path)
-    first = module_runner("model_manifest", **manifest_args(rel, k))
+class Release(object):
+    """A release directory (smollm2-135m-instruct 2411 gguf-q4_1) under tmp_path, and
+    model_manifest run on it as Ansible runs it, signing with one of the test keys."""
+
+    def __init__(self, module_runner, tmp_path, key):
+        self.run = module_runner
+        self.key = key
+        self.dir = tmp_path / "repo" / "smollm2-135m-instruct" / "2411" / "gguf-q4_1"
+        self.dir.mkdir(parents=True)
+        (self.dir / "model.gguf").write_bytes(b"GGUF" + os.urandom(200000))
+        (self.dir / "tokenizer.json").write_bytes(b'{"v": 1}')
+
+    def manifest(self, **extra):
+        """model_manifest with manifest_args, updated by extra (module or _ansible_* args)."""
+        return self.run("model_manifest", **manifest_args(self.dir, self.key, **extra))
+
+    def read(self, name):
+        return (self.dir / name).read_bytes()
+
+    def built_then_changed(self, name, data):
+        """Build and sign the manifest, then write data to the release's file name: the bytes
+        of manifest.json and manifest.json.asc from before the change."""
+        self.manifest()
+        before = self.read("manifest.json"), self.read("manifest.json.asc")
+        (self.dir / name).write_bytes(data)
+        return before
+
+
+@pytest.fixture
+def release(gpg_keys, module_runner, tmp_path):
+    """release(key): a new Release signed by the key of that name in gpg_keys."""
+    return lambda key="publisher": Release(module_runner, tmp_path, getattr(gpg_keys, key))
+
+
+def test_builds_signs_and_is_idempotent(release):
+    r = release("protected")
+    k = r.key
+    first = r.manifest()
     assert first.get("failed") is not True, first
     assert first["changed"] is True and first["signed"] is True
-    raw = (rel / "manifest.json").read_bytes()
-    sig = (rel / "manifest.json.asc").read_bytes()
+    raw = r.read("manifest.json")
+    sig = r.read("manifest.json.asc")
     assert first["manifest_sha256"] == hashlib.sha256(raw).hexdigest()
     m = json.loads(raw)
     assert (m["model_name"], m["version"], m["variant"], m["sequence"]) == \
@@ -47,82 +75,68 @@ def test_builds_signs_and_is_idempotent(gpg_keys, module_runner, tmp_path):
     # The passphrase never comes back.
     assert k.passphrase not in json.dumps(first)
 
-    second = module_runner("model_manifest", **manifest_args(rel, k))
+    second = r.manifest()
     assert second["changed"] is False and second["signed"] is False
-    assert (rel / "manifest.json").read_bytes() == raw
-    assert (rel / "manifest.json.asc").read_bytes() == sig
+    assert r.read("manifest.json") == raw
+    assert r.read("manifest.json.asc") == sig
 
 
-def test_check_and_diff_mode_write_nothing(gpg_keys, module_runner, tmp_path):
-    k = gpg_keys.publisher
-    rel = release_dir(tmp_path)
-    module_runner("model_manifest", **manifest_args(rel, k))
-    raw = (rel / "manifest.json").read_bytes()
-    (rel / "extra-weights.bin").write_bytes(b"x" * 10)
-    res = module_runner("model_manifest", _ansible_check_mode=True, _ansible_diff=True,
-                        **manifest_args(rel, k))
+def test_check_and_diff_mode_write_nothing(release):
+    r = release()
+    raw, dummy = r.built_then_changed("extra-weights.bin", b"x" * 10)
+    res = r.manifest(_ansible_check_mode=True, _ansible_diff=True)
     assert res["changed"] is True
     assert "extra-weights.bin" in res["diff"]["after"]
     assert "extra-weights.bin" not in res["diff"]["before"]
-    assert (rel / "manifest.json").read_bytes() == raw
+    assert r.read("manifest.json") == raw
 
 
-def test_a_changed_file_gives_a_new_manifest_and_signature(gpg_keys, module_runner, tmp_path):
-    k = gpg_keys.publisher
-    rel = release_dir(tmp_path)
-    module_runner("model_manifest", **manifest_args(rel, k))
-    old_sig = (rel / "manifest.json.asc").read_bytes()
-    (rel / "tokenizer.json").write_bytes(b'{"v": 2}')
-    res = module_runner("model_manifest", **manifest_args(rel, k))
+def test_a_changed_file_gives_a_new_manifest_and_signature(release):
+    r = release()
+    dummy, old_sig = r.built_then_changed("tokenizer.json", b'{"v": 2}')
+    res = r.manifest()
     assert res["changed"] is True and res["signed"] is True
-    assert (rel / "manifest.json.asc").read_bytes() != old_sig
+    assert r.read("manifest.json.asc") != old_sig
 
 
-def test_directory_must_match_the_release_name(gpg_keys, module_runner, tmp_path):
-    k = gpg_keys.publisher
-    rel = release_dir(tmp_path)
-    res = module_runner("model_manifest", **manifest_args(
-        rel, k, name="smollm2-135m-instruct-2412-gguf-q4_1"))
+def test_directory_must_match_the_release_name(release):
+    r = release()
+    res = r.manifest(name="smollm2-135m-instruct-2412-gguf-q4_1")
     assert res["failed"] is True
     assert "does not match release smollm2-135m-instruct-2412-gguf-q4_1" in res["msg"]
-    assert not (rel / "manifest.json").exists()
+    assert not (r.dir / "manifest.json").exists()
 
 
-def test_malformed_name_is_refused(gpg_keys, module_runner, tmp_path):
-    k = gpg_keys.publisher
-    rel = release_dir(tmp_path)
-    res = module_runner("model_manifest", **manifest_args(rel, k, name="smollm2-135m-instruct"))
+def test_malformed_name_is_refused(release):
+    res = release().manifest(name="smollm2-135m-instruct")
     assert res["failed"] is True and "has no version" in res["msg"]
 
 
-def test_wrong_passphrase_leaves_old_manifest(gpg_keys, module_runner, tmp_path):
+def test_wrong_passphrase_leaves_old_manifest(release):
     import subprocess
-    k = gpg_keys.protected
-    rel = release_dir(tmp_path)
-    module_runner("model_manifest", **manifest_args(rel, k))
-    raw = (rel / "manifest.json").read_bytes()
-    (rel / "tokenizer.json").write_bytes(b'{"v": 3}')
-    subprocess.run(["gpgconf", "--homedir", k.home, "--kill", "gpg-agent"], check=True)
-    res = module_runner("model_manifest", **manifest_args(rel, k, passphrase="not it"))
+    r = release("protected")
+    raw, dummy = r.built_then_changed("tokenizer.json", b'{"v": 3}')
+    subprocess.run(["gpgconf", "--homedir", r.key.home, "--kill", "gpg-agent"], check=True)
+    res = r.manifest(passphrase="not it")
     assert res["failed"] is True and "signing with key" in res["msg"]
     assert "not it" not in json.dumps(res)
-    assert (rel / "manifest.json").read_bytes() == raw
+    assert r.read("manifest.json") == raw
 
 
-def test_target_verify_pins_the_checked_manifest(gpg_keys, module_runner, tmp_path):
-    k = gpg_keys.publisher
-    rel = release_dir(tmp_path)
-    built = module_runner("model_manifest", **manifest_args(rel, k))
+def test_target_verify_pins_the_checked_manifest(release, module_runner, tmp_path):
+    r = release()
+    rel, k = r.dir, r.key
+    built = r.manifest()
     common = dict(path=str(rel), trusted_fingerprints=[k.fingerprint], keyring=[k.public],
                   hash_cache=str(tmp_path / "hc"))
-    ok = module_runner("model_verify", manifest_sha256=built["manifest_sha256"], **common)
+    ok = module_runner("model_verify", _manifest_sha256=built["manifest_sha256"], **common)
     assert ok.get("failed") is not True, ok
     assert ok["changed"] is False and ok["files"] == 2 and ok["bytes_read"] == ok["bytes"]
-    again = module_runner("model_verify", manifest_sha256=built["manifest_sha256"], **common)
+    again = module_runner("model_verify", _manifest_sha256=built["manifest_sha256"], **common)
     assert again["bytes_read"] == 0 and again["files_cached"] == 2
-    swapped = module_runner("model_verify", manifest_sha256="0" * 64, **common)
+    swapped = module_runner("model_verify", _manifest_sha256="0" * 64, **common)
     assert swapped["failed"] is True
     assert "changed since its signature was checked" in swapped["msg"]
     (rel / "model.gguf").write_bytes(b"GGUF")
-    bad = module_runner("model_verify", manifest_sha256=built["manifest_sha256"], **common)
+    bad = module_runner("model_verify", _manifest_sha256=built["manifest_sha256"], **common)
     assert bad["failed"] is True and "truncated file %s/model.gguf" % rel in bad["msg"]

@@ -2,7 +2,8 @@
 # Copyright (c) modelops.fleet contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A release mirror that misbehaves on purpose (runs on a test host's 127.0.0.1).
+"""A release mirror on a test host's 127.0.0.1: throttled (the integration suite's resume
+test) or misbehaving on purpose (the adversarial suite).
 
     python3 mirror_server.py ROOT PORT MODE [RATE]
 
