@@ -271,3 +271,12 @@ def test_action_plugin_validates_the_task_against_the_module_spec_before_reading
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_unknown_step_is_refused_before_anything_is_written(module_runner, tmp_path):
+    repo = tmp_path / "repo"
+    raw = make_release(repo, "2411", os.urandom(1000))
+    root = tmp_path / "models"
+    res = module_runner("model_sync", **_push_args(root, "2411", raw, "ctl:1:a", _step="deploy"))
+    assert res.get("failed") and res["msg"] == "model_sync: unknown _step 'deploy' (one of plan, install, release)", res
+    assert not root.exists()
