@@ -195,22 +195,9 @@ def verdict(ok):
 
 # --------------------------------------------------------------------------- command line
 
-def table(text):
-    """The rows of a text table, one a line, cells split at "|" and stripped; blank lines are skipped."""
-    return [tuple(cell.strip() for cell in line.split("|")) for line in text.splitlines() if line.strip()]
-
-
 def arg_parser(doc):
     """An ArgumentParser described by the first paragraph of doc (the script's docstring)."""
     return argparse.ArgumentParser(description=doc.split("\n\n", 1)[0])
-
-
-def add_numbers(ap, spec):
-    """One option per row of the table spec, "flag | default | help": typed like its default (a point makes it a
-    float), and its help ends with "(default <value>)"."""
-    for flag, default, text in table(spec):
-        value = float(default) if "." in default else int(default)
-        ap.add_argument(flag, type=type(value), default=value, help="%s (default %g)" % (text, value))
 
 
 def add_output_args(ap, section, workdir, results, png=None, workdir_help="controller-side data (deleted afterwards)"):

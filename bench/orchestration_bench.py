@@ -69,21 +69,21 @@ DOWNTIME_SLACK_GOAL = 1.0    # downtime per host <= engine start time + this man
 
 # The steps of a rollout in the order of the docs table and the chart: key, its name in the chart, its bar colour
 # (RGB) and its label in the docs.
-STEPS = [(key, name, tuple(int(c) for c in rgb.split()), label) for key, name, rgb, label in _common.table("""
-    startup    | start-up     | 150 150 150 | Ansible start-up (process, inventory, playbook)
-    controller | resolve+plan | 140 86 75   | resolve, verify signature, plan (controller play)
-    baseline   | baseline     | 188 189 34  | baseline probes on the old version
-    sync       | sync         | 31 119 180  | sync (model_sync: transfer, verify)
-    activate   | activate     | 23 190 207  | activate (switch `current`)
-    restart    | restart      | 214 39 40   | restart (inference_server role, handlers)
-    ready      | ready        | 255 127 14  | ready (inference_ready gate)
-    probe      | probes       | 44 160 44   | probes (model_probe)
-    soak       | soak         | 148 103 189 | soak (canary pause)
-    rollback   | rollback     | 0 0 0       | rollback
-    other      | other tasks  | 200 200 200 | other per-host tasks (facts, model_info, includes)
-    frozen     | frozen       | 227 119 194 | frozen hosts (drift check)
-    summary    | summary+exit | 120 120 120 | summary play and exit
-""")]
+STEPS = [
+    ("startup", "start-up", (150, 150, 150), "Ansible start-up (process, inventory, playbook)"),
+    ("controller", "resolve+plan", (140, 86, 75), "resolve, verify signature, plan (controller play)"),
+    ("baseline", "baseline", (188, 189, 34), "baseline probes on the old version"),
+    ("sync", "sync", (31, 119, 180), "sync (model_sync: transfer, verify)"),
+    ("activate", "activate", (23, 190, 207), "activate (switch `current`)"),
+    ("restart", "restart", (214, 39, 40), "restart (inference_server role, handlers)"),
+    ("ready", "ready", (255, 127, 14), "ready (inference_ready gate)"),
+    ("probe", "probes", (44, 160, 44), "probes (model_probe)"),
+    ("soak", "soak", (148, 103, 189), "soak (canary pause)"),
+    ("rollback", "rollback", (0, 0, 0), "rollback"),
+    ("other", "other tasks", (200, 200, 200), "other per-host tasks (facts, model_info, includes)"),
+    ("frozen", "frozen", (227, 119, 194), "frozen hosts (drift check)"),
+    ("summary", "summary+exit", (120, 120, 120), "summary play and exit"),
+]
 STEP_KEYS = [step[0] for step in STEPS]
 STEP_LABELS = {step[0]: step[3] for step in STEPS}
 

@@ -967,15 +967,13 @@ def commands(res):
 
 def parse_args(argv):
     ap = _common.arg_parser(__doc__)
-    _common.add_numbers(ap, """
-        --size-gb       | 1.0   | size of the weights file in GiB
-        --runs          | 3     | rounds for one host, the mirror and the upgrade
-        --multi-runs    | 1     | rounds of the push to all hosts at once
-        --noop-runs     | 5     | rounds of the no-op re-run
-        --hosts         | 4     | hosts in the fleet, pushed to at once
-        --ssh-port-base | 24201 | SSH port of the first host on 127.0.0.1
-        --api-port-base | 25201 | API port of the first host on 127.0.0.1
-    """)
+    ap.add_argument("--size-gb", type=float, default=1.0, help="size of the weights file in GiB (default 1)")
+    ap.add_argument("--runs", type=int, default=3, help="rounds for one host, the mirror and the upgrade (default 3)")
+    ap.add_argument("--multi-runs", type=int, default=1, help="rounds of the push to all hosts at once (default 1)")
+    ap.add_argument("--noop-runs", type=int, default=5, help="rounds of the no-op re-run (default 5)")
+    ap.add_argument("--hosts", type=int, default=4, help="hosts in the fleet, pushed to at once (default 4)")
+    ap.add_argument("--ssh-port-base", type=int, default=24201, help="SSH port of the first host on 127.0.0.1 (default 24201)")
+    ap.add_argument("--api-port-base", type=int, default=25201, help="API port of the first host on 127.0.0.1 (default 25201)")
     _common.add_output_args(ap, "transfer", "/var/tmp/modelops-bench-transfer", RESULTS, (PNG, "PNG bar chart of the 1-host push"))
     _common.add_from_results(ap)
     args = ap.parse_args(argv)

@@ -557,12 +557,10 @@ def chunk_note(chunks, current):
 
 def parse_args(argv):
     ap = _common.arg_parser(__doc__)
-    _common.add_numbers(ap, """
-        --size-gb    | 4.0 | size of the large model file in GiB
-        --small-mb   | 64  | size of the small release's model file in MiB
-        --runs       | 5   | timed rounds per measurement
-        --chunk-runs | 3   | rounds of the chunk-size sweep, 0 to skip it
-    """)
+    ap.add_argument("--size-gb", type=float, default=4.0, help="size of the large model file in GiB (default 4)")
+    ap.add_argument("--small-mb", type=int, default=64, help="size of the small release's model file in MiB (default 64)")
+    ap.add_argument("--runs", type=int, default=5, help="timed rounds per measurement (default 5)")
+    ap.add_argument("--chunk-runs", type=int, default=3, help="rounds of the chunk-size sweep, 0 to skip it (default 3)")
     ap.add_argument("--chunks", default="64,256,1024,4096", help="chunk sizes in KiB for the sweep (default 64,256,1024,4096)")
     _common.add_output_args(ap, "verify", "/var/tmp/modelops-bench", RESULTS,
                             workdir_help="where the release data is written (deleted afterwards)")
