@@ -18,16 +18,10 @@ SYNC_REQUIRED_IF = [("source", "mirror", ("url",))]
 SYNC_STEPS = ("plan", "install", "release")
 
 
-def _internal(**options):
-    """Options the action plugin sets and tasks may not: named with a leading "_", so
-    validate-modules and ansible-doc treat them as hidden (they are not documented)."""
-    if not all(k.startswith("_") for k in options):
-        raise ValueError("internal options start with _: %s" % sorted(options))
-    return options
-
-
 def internal_options(spec):
-    """The hidden options of a spec (see _internal)."""
+    """The internal options of a spec: those named with a leading "_", which the action
+    plugin sets and a task may not. They are not documented, so ansible-doc does not show
+    them (tests/sanity/ignore-*.txt tells validate-modules so)."""
     return sorted(k for k in spec if k.startswith("_"))
 
 
@@ -59,14 +53,12 @@ def sync_argument_spec():
         validate_certs=dict(type="bool", default=True),
         lock_timeout=dict(type="int", default=60),
         lease_timeout=dict(type="int", default=1800),
-    )
-    spec.update(_internal(
-        # the verified manifest and its signature, the call's step and the sync's lease
+        # internal: the verified manifest and its signature, the call's step and the sync's lease
         _manifest_content=dict(type="str"),
         _signature_content=dict(type="str"),
         _step=dict(type="str"),  # plan, install (when unset) or release: see SYNC_STEPS
         _lease=dict(type="str"),
-    ))
+    )
     return spec
 
 
@@ -94,7 +86,7 @@ def verify_argument_spec():
         full=dict(type="bool", default=False),
         hash_cache=dict(type="str", default="auto"),
         check_layout=dict(type="bool", default=True),
+        # internal: the sha256 of the manifest the controller verified
+        _manifest_sha256=dict(type="str"),
     )
-    # the sha256 of the manifest the controller verified
-    spec.update(_internal(_manifest_sha256=dict(type="str")))
     return spec

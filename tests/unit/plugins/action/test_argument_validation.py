@@ -102,7 +102,7 @@ def test_ansible_doc_shows_no_internal_option():
 GROUP_OPTIONS = {
     "engine": {"url", "served_name", "api_key"},
     "store": {"model_root"},
-    "trust": {"keyring", "trusted_fingerprints", "catalog"},
+    "trust": {"keyring", "trusted_fingerprints", "catalog", "allow_rollback"},
 }
 
 
