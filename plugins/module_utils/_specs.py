@@ -90,3 +90,31 @@ def verify_argument_spec():
         _manifest_sha256=dict(type="str"),
     )
     return spec
+
+
+def activate_spec():
+    """The options of a switch of current (doc fragment modelops.fleet.activate), besides
+    model_root: model_activate's, and model_switch's with the engine's."""
+    return dict(
+        model_name=dict(type="str", required=True),
+        version=dict(type="str"),
+        variant=dict(type="str"),
+        rollback=dict(type="bool", default=False),
+        verify=dict(type="bool", default=True),
+        keep_versions=dict(type="int", default=2),
+        lock_timeout=dict(type="int", default=60),
+        reason=dict(type="str"),
+    )
+
+
+def ready_spec():
+    """The options of the wait until an engine serves (doc fragment modelops.fleet.ready),
+    besides the engine API: inference_ready's, and model_switch's after its restart."""
+    return dict(
+        timeout=dict(type="int", default=180),
+        completion=dict(type="bool", default=True),
+        prompt=dict(type="str", default="What is the capital of France? Answer in one word."),
+        max_tokens=dict(type="int", default=16, no_log=False),
+        journal_lines=dict(type="int", default=20),
+        max_restarts=dict(type="int", default=2),
+    )

@@ -93,14 +93,14 @@ modelops-inference.service: Main process exited, code=exited, status=1/FAILURE
 
 
 def test_engine_errors_name_the_cause_not_the_wrappers():
-    from ansible_collections.modelops.fleet.plugins.modules.inference_ready import engine_errors
+    from ansible_collections.modelops.fleet.plugins.module_utils._ready import engine_errors
     assert engine_errors(VLLM_TRUNCATED_WEIGHTS_JOURNAL) == [
         "safetensors._safetensors_rust.SafetensorError: Error while deserializing header: "
         "incomplete metadata, file not fully covered"]
 
 
 def test_engine_errors_keep_the_newest_distinct_ones():
-    from ansible_collections.modelops.fleet.plugins.modules.inference_ready import engine_errors
+    from ansible_collections.modelops.fleet.plugins.module_utils._ready import engine_errors
     journal = "\n".join(["ValueError: a", "OSError: b", "ValueError: a", "KeyError: c", "TypeError: d",
                          "llama-server: plain words are not an error line"])
     assert engine_errors(journal) == ["ValueError: a", "KeyError: c", "TypeError: d"]
