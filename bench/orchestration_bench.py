@@ -74,9 +74,10 @@ STEPS = [
     ("controller", "resolve+plan", (140, 86, 75), "resolve, verify signature, plan (controller play)"),
     ("baseline", "baseline", (188, 189, 34), "baseline probes on the old version"),
     ("sync", "sync", (31, 119, 180), "sync (model_sync: transfer, verify)"),
-    ("activate", "activate", (23, 190, 207), "activate (switch `current`)"),
-    ("restart", "restart", (214, 39, 40), "restart (inference_server role, handlers)"),
-    ("ready", "ready", (255, 127, 14), "ready (inference_ready gate)"),
+    ("configure", "configure", (160, 203, 232), "configure the engine (inference_server prepare.yml)"),
+    ("activate", "activate", (23, 190, 207), "activate (switch `current`; before model_switch)"),
+    ("restart", "restart", (214, 39, 40), "restart (model_switch: switch, restart, wait until it serves)"),
+    ("ready", "ready", (255, 127, 14), "ready (inference_ready gate; before model_switch)"),
     ("probe", "probes", (44, 160, 44), "probes (model_probe)"),
     ("soak", "soak", (148, 103, 189), "soak (canary pause)"),
     ("rollback", "rollback", (0, 0, 0), "rollback"),
@@ -923,10 +924,10 @@ def notes(res, an):
                    "for this machine's %d CPUs with Ansible's workers (the second wave's hosts go over paramiko, SSH in "
                    "Python), the other hosts of the wave restarting at the same moment, the polling threads and the other "
                    "people's fleets; on a loaded 2-CPU machine llama-server's stop and its model load stretch accordingly. "
-                   "The longest outage of every upgraded host begins in the `Restart the engine` handler (see the tasks "
-                   "above). Shorter outages that begin in `Wait until the inference engine serves`, the gate or the probe "
-                   "tasks are not the engine being down: the engine has one slot (`--parallel 1`), and a one-token request "
-                   "queued behind the gate's or the probes' own completions waits past the 2 s timeout of the poll." % (
+                   "The longest outage of every upgraded host begins in the task that restarts the engine (`model_switch`, "
+                   "which switches, restarts and waits in one call; see the tasks above). Shorter outages that begin in "
+                   "the probe tasks are not the engine being down: the engine has one slot (`--parallel 1`), and a one-token request "
+                   "queued behind the readiness check's or the probes' own completions waits past the 2 s timeout of the poll." % (
                        res["machine"]["nproc"]))
     if res["params"].get("probe_suite") == "smoke-bench":
         out.append("Probe suite: the rollouts gate on `smoke-bench`, the shipped `smoke` suite with a "

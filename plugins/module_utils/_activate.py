@@ -77,7 +77,7 @@ class Activator(object):
         found = installed_releases(self.root, self.model)
         return ", ".join(fmt(r) for r in found) if found else "none"
 
-    def check_installed(self, release, rollback):
+    def check_installed(self, release, rollback, restore=False):
         rdir = os.path.join(self.model_dir, release[0], release[1])
         name = "%s %s" % (self.model, fmt(release))
         if os.path.islink(rdir) or not os.path.isdir(rdir):
@@ -89,7 +89,7 @@ class Activator(object):
             raise ActivateError(
                 "release %s (%s) is not installed on this host: sync it first with "
                 "modelops.fleet.model_sync (installed: %s)" % (name, rdir, self.installed_list()))
-        if not os.path.isfile(os.path.join(rdir, MANIFEST)):
+        if not restore and not os.path.isfile(os.path.join(rdir, MANIFEST)):
             raise ActivateError(
                 "%s has no %s: release %s is incomplete (an interrupted install?); sync it again "
                 "with modelops.fleet.model_sync" % (rdir, MANIFEST, name))
@@ -174,16 +174,18 @@ class Activator(object):
                 % (self.model, os.path.join(self.model_dir, "previous")))
         return prev
 
-    def run_locked(self, target=None, action=None, reason=None, prune=True):
+    def run_locked(self, target=None, action=None, reason=None, prune=True, restore=False):
         """Point current at target (default: the requested release), previous at what was
         current; verify first, record the event (action: activate or rollback, default from the
-        task), prune beyond keep_versions when prune. Holds no lock itself."""
+        task), prune beyond keep_versions when prune. restore: target is what was served until
+        a moment ago (a switch back): neither its manifest nor its files are checked again, only
+        that it is still there. Holds no lock itself."""
         p = self.module.params
         rollback = p["rollback"] if action is None else action == "rollback"
         old_cur, old_prev = self.links()
         if target is None:
             target = self.requested()
-        rdir = self.check_installed(target, rollback)
+        rdir = self.check_installed(target, rollback, restore)
         before = {"current": fmt(old_cur), "previous": fmt(old_prev)}
         result = dict(changed=False, current=fmt(old_cur), previous=fmt(old_prev), pruned=[],
                       ledger_event=None, verified=None)
@@ -193,7 +195,7 @@ class Activator(object):
                 result["diff"] = {"before": before, "after": dict(before)}
             return result
 
-        if p["verify"]:
+        if p["verify"] and not restore:
             result["verified"] = self.verify(rdir, target)
         new_prev = old_prev
         if old_cur is not None:

@@ -24,7 +24,8 @@ description:
     the module only checks that the engine serves, and changes nothing.
   - When the engine does not serve after a switch and O(switch_back=true), the module
     points C(current) back at the release it replaced (recorded in the ledger as a
-    rollback), restarts the engine on it, waits until it serves again, and fails saying
+    rollback; that release served until a moment ago, so it is not verified again, only
+    found), restarts the engine on it, waits until it serves again, and fails saying
     so, with RV(switched_back=true). Downtime on a failure is one failed start plus one
     start of the old release, with no round trip to the controller in between.
   - Without O(version) and O(rollback), the module makes the engine serve the release
@@ -325,10 +326,15 @@ class Switcher(object):
         return result
 
     def switch_back(self, msg, result, old_cur):
+        """Point current back at old_cur (what was served before this call), restart, wait:
+        (message, result) of the failure to report either way."""
         a = self.activator
         failed = result["current"]
-        back = a.run_locked(target=old_cur, action="rollback", prune=False,
-                            reason="model_switch: %s did not serve %s" % (self.unit, failed))
+        try:
+            back = a.run_locked(target=old_cur, action="rollback", prune=False, restore=True,
+                                reason="rollback: %s did not serve %s (model_switch)" % (self.unit, failed))
+        except (ActivateError, OSError) as e:
+            return "%s; switching back to %s failed too: %s" % (msg, fmt(old_cur), e), result
         result.update(current=back["current"], previous=back["previous"], back_event=back["ledger_event"])
         try:
             ready = self.serve("switched back from %s to %s" % (failed, fmt(old_cur)))
@@ -358,7 +364,7 @@ def main():
     try:
         result = switcher.run()
     except SwitchFailed as e:
-        module.fail_json(msg=str(e), **e.result)
+        module.fail_json(msg=str(e), **dict((k, v) for k, v in e.result.items() if k != "msg"))
     except (ActivateError, HostStateError) as e:
         module.fail_json(msg=str(e), changed=False, switched=False, restarted=False, switched_back=False,
                          timing=switcher.timing)

@@ -17,9 +17,9 @@ import os
 import re
 import time
 
-STEP_ORDER = ("baseline", "sync", "verify", "activate", "restart", "ready", "probe", "soak", "rollback", "metrics")
+STEP_ORDER = ("baseline", "sync", "verify", "configure", "activate", "restart", "ready", "probe", "soak", "rollback", "metrics")
 STEP_COLOURS = {
-    "sync": "#4e79a7", "verify": "#76b7b2", "activate": "#59a14f", "restart": "#edc948",
+    "sync": "#4e79a7", "verify": "#76b7b2", "configure": "#a0cbe8", "activate": "#59a14f", "restart": "#edc948",
     "ready": "#b07aa1", "probe": "#f28e2b", "baseline": "#ff9da7", "rollback": "#e15759",
     "soak": "#d4a6c8", "metrics": "#9c755f", "other": "#bab0ac",
 }
@@ -30,7 +30,7 @@ STATE_COLOURS = {
 BAD_STATES = ("failed", "unreachable", "started")
 # module short name -> step, when the task has no modelops_step variable
 ACTION_STEPS = {
-    "model_sync": "sync", "model_verify": "verify", "model_activate": "activate",
+    "model_sync": "sync", "model_verify": "verify", "model_activate": "activate", "model_switch": "restart",
     "inference_ready": "ready", "model_probe": "probe", "model_metrics": "metrics",
     "systemd": "restart", "systemd_service": "restart", "service": "restart",
 }
@@ -169,14 +169,18 @@ class Recorder(object):
             self._sync(h, res)
         if short == "model_probe" and "probes" in res:
             self._probe(h, step, res, status)
-        if short == "model_activate" and isinstance(res.get("ledger_event"), dict):
-            ev = res["ledger_event"]
-            h.setdefault("activations", []).append(scrub(
-                dict((k, ev.get(k)) for k in ("action", "from", "to", "reason", "time"))))
+        if isinstance(res.get("timing"), dict):
+            entry["timing"] = scrub(res["timing"])
+        if short in ("model_activate", "model_switch"):
+            for key in ("ledger_event", "back_event"):
+                ev = res.get(key)
+                if isinstance(ev, dict):
+                    h.setdefault("activations", []).append(scrub(
+                        dict((k, ev.get(k)) for k in ("action", "from", "to", "reason", "time"))))
 
     def _step_from_action(self, h, short, res, no_log):
         step = ACTION_STEPS.get(short)
-        if step == "activate":
+        if short in ("model_activate", "model_switch"):
             ev = res.get("ledger_event") if not no_log else None
             reason = str((ev or {}).get("reason") or "")
             if (ev or {}).get("action") == "rollback" or reason.startswith("rollback") or h["_failed_seen"]:
@@ -370,7 +374,8 @@ class Recorder(object):
                           "offset": round(s["start"] - self.started, 3), "msg": s.get("msg"),
                           "tasks": [{"task": t["task"], "action": t["action"], "status": t["status"],
                                      "duration": round(t["end"] - t["start"], 3),
-                                     "msg": t.get("msg"), "censored": t.get("censored", False)}
+                                     "msg": t.get("msg"), "censored": t.get("censored", False),
+                                     "timing": t.get("timing")}
                                     for t in s["tasks"]]})
         out = {
             "host": h["host"], "group": h["group"], "policy": h["policy"], "wave": h["wave"],

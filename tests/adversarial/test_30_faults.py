@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Faults during a rollout: a full disk, an engine that does not start or does not behave,
-a host that disappears, an Ansible run killed between activate and restart, two runs at
+a host that disappears, a run killed after the switch and before the restart, two runs at
 once. Every case goes through playbooks/upgrade.yml; afterwards every host serves a
 verified version.
 
@@ -54,8 +54,12 @@ def assert_gpu_servers_on(world, version):
     assert c["gpu-01"] == c["gpu-02"] == "%s/%s" % (version, VARIANT)
 
 
-def served_record(world, host):
-    return world.sh_out(host, "cat /var/lib/modelops/modelops-inference.served").splitlines()[-1].strip()
+def served_release(world, host):
+    """<version>/<variant> of the directory the engine's process was started in (read as its
+    own user: root in a container lacks CAP_SYS_PTRACE for another user's /proc/<pid>/cwd)."""
+    cwd = world.sh_out(host, "runuser -u modelops-llm -- readlink /proc/$(systemctl show -p MainPID --value "
+                             "modelops-inference.service)/cwd").splitlines()[-1].strip()
+    return "/".join(cwd.split("/")[-2:])
 
 
 def ledger(world, host):
@@ -278,16 +282,22 @@ def test_host_freezes_mid_module(world, case, adv_fleet, tmp_path):
     world.serving(case)
 
 
-@pytest.mark.case("ansible killed between activate and restart", "next run restarts on the new version and converges")
+@pytest.mark.case("run killed after the switch, before the restart",
+                  "next run restarts on the new version, probes it, then keeps it")
 def test_killed_between_activate_and_restart(world, case, tmp_path):
+    """model_switch switches current and restarts the engine in one host-side call, so a kill
+    of the run lands either before the switch or while the module runs on the host. The state
+    a module ended between the two leaves: the run is killed after gpu-02's sync, and the switch
+    the module would have made is done with model_activate."""
     catalog = world.case_catalog("killed")
     args = world.upgrade_args("2601", catalog=catalog, target="gpu_servers")
     out = str(tmp_path / "killed.log")
     proc = world.ansible.background("ansible-playbook", *args, out=out)
     try:
         deadline = time.time() + 600
-        # The result line of gpu-02 under the "Switch current" task (not under a later task).
-        pattern = re.compile(r"Switch current to the new version\] \*+\n(?:(?!TASK \[)[^\n]*\n)*?changed: \[gpu-02\]")
+        # The result line of gpu-02 under the sync task; the engine's configure tasks follow,
+        # several seconds before the switch.
+        pattern = re.compile(r"Make the release present on the host[^\n]*\] \*+\n(?:(?!TASK \[)[^\n]*\n)*?changed: \[gpu-02\]")
         while time.time() < deadline:
             if pattern.search(open(out).read()):
                 break
@@ -300,19 +310,22 @@ def test_killed_between_activate_and_restart(world, case, tmp_path):
     text = open(out).read()
     world.ansible.log("ansible-playbook", ["(killed run)"], text)
     assert pattern.search(text), text[-4000:]
+    assert world.currents()["gpu-02"] == "2412/%s" % VARIANT
+    world.ansible.adhoc("gpu-02", "-m", "modelops.fleet.model_activate", "-a",
+                        "model_name=%s version=2601 variant=%s reason=killed-run" % (MODEL, VARIANT))
     # Switched, not restarted: current says 2601, the engine still serves 2412.
     assert world.currents()["gpu-02"] == "2601/%s" % VARIANT
-    assert served_record(world, "gpu-02") == "2412/%s" % VARIANT
+    assert served_release(world, "gpu-02") == "2412/%s" % VARIANT
     run = world.upgrade("2601", catalog=catalog, target="gpu_servers")
     probed = re.search(r"Gate on the probe suite[^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?(ok|changed|skipping|fatal): \[gpu-02\]",
                        run.stdout)
-    case.observed = ("killed after 'Switch current' on gpu-02 (current 2601, engine on 2412); rerun rc=%d, "
+    case.observed = ("killed after gpu-02's sync, switched by hand (current 2601, engine on 2412); rerun rc=%d, "
                      "engine on %s; probe gate on the rerun: %s" % (
-                         run.returncode, served_record(world, "gpu-02"), probed.group(1) if probed else "not run"))
+                         run.returncode, served_release(world, "gpu-02"), probed.group(1) if probed else "not run"))
     assert run.returncode == 0, run.stdout[-4000:]
     # The version the rerun started the engine on was gated: the probe suite ran and passed.
     assert probed and probed.group(1) == "ok", run.stdout[-4000:]
-    assert served_record(world, "gpu-02") == "2601/%s" % VARIANT
+    assert served_release(world, "gpu-02") == "2601/%s" % VARIANT
     assert world.currents()["gpu-02"] == "2601/%s" % VARIANT
     world.serving(case)
 

@@ -144,11 +144,10 @@ def ansible(test_fleet, artifacts):
 
 
 def fresh_hosts(ansible, model=MODEL):
-    """Remove the model, staging, ledger, served-version record and metrics from every host,
+    """Remove the model, staging, ledger and metrics from every host,
     so that a test module starts from a known history whatever earlier modules left."""
     ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a",
                   "rm -rf /srv/models/%s /srv/models/.staging /srv/models/.modelops "
-                  "/var/lib/modelops/modelops-inference.served "
                   "/var/lib/node_exporter/textfile_collector/modelops_fleet.prom" % model)
 
 

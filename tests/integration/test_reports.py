@@ -111,9 +111,15 @@ def test_json_report_matches_what_the_hosts_serve(ansible, rollout):
         # No model_serial in the demo inventory: the canary, then everyone else in one batch.
         assert h["wave"] == ("canary" if name == "gpu-01" else "batch-1"), h
         steps = [s["step"] for s in h["steps"]]
-        for want in ("sync", "activate", "restart", "ready"):
+        for want in ("sync", "configure", "restart", "probe"):
             assert want in steps, (name, steps)
-        assert steps.index("sync") < steps.index("activate") < steps.index("restart") < steps.index("ready"), steps
+        assert steps.index("sync") < steps.index("configure") < steps.index("restart") < steps.index("probe"), steps
+        # The restart step is one model_switch call: switch, restart, wait, each timed by the host.
+        restart = [s for s in h["steps"] if s["step"] == "restart"][0]
+        timing = restart["tasks"][-1]["timing"]
+        assert restart["tasks"][-1]["action"] == "model_switch", restart
+        assert set(timing) == {"activate_s", "restart_s", "ready_s", "total_s"}, timing
+        assert 0 < timing["ready_s"] < timing["total_s"] <= restart["duration"] + 0.5, (timing, restart)
         for s in h["steps"]:
             assert s["duration"] >= 0 and s["start"] <= s["end"], s
         # bytes as the host's ledger recorded the install of 2412
@@ -141,8 +147,8 @@ def test_json_report_matches_what_the_hosts_serve(ansible, rollout):
     assert steps[0] == "baseline" and steps.index("baseline") < steps.index("sync"), steps
     # the canary finished its sync before any other host of its group started one
     gpu02_sync = [s for s in hosts["gpu-02"]["steps"] if s["step"] == "sync"][0]
-    gpu01_ready = [s for s in hosts["gpu-01"]["steps"] if s["step"] == "ready"][-1]
-    assert gpu01_ready["end"] <= gpu02_sync["start"]
+    gpu01_served = [s for s in hosts["gpu-01"]["steps"] if s["step"] == "restart"][-1]
+    assert gpu01_served["end"] <= gpu02_sync["start"]
     s = report["summary"]
     assert s["states"] == {"upgraded": 5, "frozen": 1}, s
     assert s["failed"] == [] and s["model"] == MODEL and s["releases"] == ["%s-2412-%s" % (MODEL, VARIANT)], s
