@@ -280,6 +280,28 @@ def test_step_falls_back_to_the_module_name():
     assert host["probes"][0]["baseline"]["recorded"] is True
 
 
+
+def test_model_switch_is_the_restart_step_with_its_timing_and_both_ledger_events():
+    run = Run()
+    h = Host("edge-02", ["edge_devices"])
+    timing = {"activate_s": 0.01, "restart_s": 0.1, "ready_s": 4.2, "total_s": 4.4}
+    run.task(h, "sync", "modelops.fleet.model_sync", "ok", {"changed": True, "bytes_transferred": 7, "bytes_linked": 0})
+    run.task(h, "switch", "modelops.fleet.model_switch", "failed", {
+        "changed": True, "switched": True, "switched_back": True, "timing": timing,
+        "msg": "modelops-inference.service does not serve m 2/v: crash loop; switched back to 1/v, which serves again",
+        "ledger_event": {"action": "activate", "from": "1/v", "to": "2/v", "reason": "upgrade to m-2-v"},
+        "back_event": {"action": "rollback", "from": "2/v", "to": "1/v", "reason": "rollback: did not serve 2/v"}})
+    run.task(h, "switch back", "modelops.fleet.model_switch", "ok", {
+        "changed": True, "timing": timing,
+        "ledger_event": {"action": "rollback", "from": "2/v", "to": "1/v", "reason": "rollback.yml: requested"}})
+    report = run.report()
+    (host,) = report["hosts"]
+    assert [s["step"] for s in host["steps"]] == ["sync", "restart", "rollback"]
+    assert host["steps"][1]["tasks"][0]["timing"] == timing
+    assert host["steps"][0]["tasks"][0]["timing"] is None
+    assert [(a["action"], a["to"]) for a in host["activations"]] == [("activate", "2/v"), ("rollback", "1/v"),
+                                                                     ("rollback", "1/v")]
+
 PLAYBOOK = """---
 - hosts: all
   gather_facts: false
