@@ -280,7 +280,6 @@ def test_step_falls_back_to_the_module_name():
     assert host["probes"][0]["baseline"]["recorded"] is True
 
 
-
 def test_model_switch_is_the_restart_step_with_its_timing_and_both_ledger_events():
     run = Run()
     h = Host("edge-02", ["edge_devices"])
@@ -301,6 +300,7 @@ def test_model_switch_is_the_restart_step_with_its_timing_and_both_ledger_events
     assert host["steps"][0]["tasks"][0]["timing"] is None
     assert [(a["action"], a["to"]) for a in host["activations"]] == [("activate", "2/v"), ("rollback", "1/v"),
                                                                      ("rollback", "1/v")]
+
 
 PLAYBOOK = """---
 - hosts: all
