@@ -36,7 +36,8 @@ PORT_OFFSET = 6000
 RESULTS = os.path.join(REPO, "bench", "results", "vllm.json")
 BEGIN, END = "<!-- vllm:begin -->", "<!-- vllm:end -->"
 VLLM_HOST, LLAMA_HOST = "gpu-01", "edge-01"
-STEPS = ("baseline", "sync", "activate", "restart", "ready", "probe", "soak", "metrics")
+# "activate" and "ready" are empty since model_switch (one "restart" step: switch, restart, wait); kept for older results.
+STEPS = ("baseline", "sync", "configure", "activate", "restart", "ready", "probe", "soak", "metrics")
 
 
 def get(url, body=None, timeout=5.0):
@@ -168,7 +169,7 @@ def render(res):
             "### Canary rollout to the vLLM hosts, per step", "",
             "`upgrade.yml -e model_target=gpu_servers` with a new bf16 release each round (same weights, a new "
             "generation config: the sync moves one small file): canary gpu-01 (baseline on the old version, sync, "
-            "activate, restart, ready, probes, 5 s soak, probes again), then gpu-02. Step times from the "
+            "configure, switch + restart + ready in one model_switch call, probes, 5 s soak, probes again), then gpu-02. Step times from the "
             "rollout_report callback's `report.json`.", "",
             "| Step | gpu-01 (canary) | gpu-02 |", "|---|---|---|"]
     for step in STEPS:
