@@ -28,14 +28,26 @@ class AttestError(Exception):
     """The engine does not serve what it should, or it cannot be told; the message says."""
 
 
-def unit_number(unit, prop):
-    """A numeric property of a systemd unit (MainPID, NRestarts), 0 when unknown."""
+def unit_property(unit, prop):
+    """A property of a systemd unit as systemctl shows it (NeedDaemonReload: yes), '' when unknown."""
     proc = subprocess.run(["systemctl", "show", "-p", prop, "--value", unit], check=False,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc.stdout.strip()
+
+
+def unit_number(unit, prop):
+    """A numeric property of a systemd unit (MainPID, NRestarts), 0 when unknown."""
     try:
-        return int(proc.stdout.strip() or 0)
+        return int(unit_property(unit, prop) or 0)
     except ValueError:
         return 0
+
+
+def unit_state(unit):
+    """systemctl is-active of unit: active, activating, inactive, failed...; '' when unknown."""
+    proc = subprocess.run(["systemctl", "is-active", unit], check=False,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc.stdout.strip()
 
 
 def main_pid(unit):

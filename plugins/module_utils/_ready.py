@@ -16,7 +16,7 @@ import re
 import subprocess
 import time
 
-from ansible_collections.modelops.fleet.plugins.module_utils._attest import AttestError, attest_unit, unit_number
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import AttestError, attest_unit, unit_number, unit_state
 from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import ApiError, OpenAIClient
 
 
@@ -61,11 +61,7 @@ class ReadinessWaiter(object):
         self.serves = serves
 
     def unit_state(self):
-        if not self.unit:
-            return None
-        proc = subprocess.run(["systemctl", "is-active", self.unit], check=False,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        return proc.stdout.strip()
+        return unit_state(self.unit) if self.unit else None
 
     def restarts(self):
         """How often systemd restarted the unit (Restart=on-failure) so far."""

@@ -172,7 +172,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.modelops.fleet.plugins.module_utils._activate import ActivateError, Activator, fmt
-from ansible_collections.modelops.fleet.plugins.module_utils._attest import AttestError, attest_unit
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import AttestError, attest_unit, unit_property, unit_state
 from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostStateError
 from ansible_collections.modelops.fleet.plugins.module_utils._ready import EngineNotReady, ReadinessWaiter
@@ -206,30 +206,38 @@ class Switcher(object):
 
     # ------------------------------------------------------------------ the engine
 
-    def restart_reason(self, switched_from):
-        """Why the engine must be restarted now, or None; the second value says what was
-        seen when it need not be."""
-        p = self.module.params
-        if switched_from is not False:
-            return "current moved from %s to %s" % (switched_from or "nothing", fmt(self.activator.links()[0])), None
-        if p["restart"] == "always":
+    def engine_reason(self, current):
+        """When current did not move: (why the engine must be restarted, None), or (None, what
+        was seen that says it need not be)."""
+        if self.module.params["restart"] == "always":
             return "restart=always", None
-        rc, state, dummy = _systemctl("is-active", self.unit)
+        state = unit_state(self.unit)
         if state != "active":
             return "%s was %s" % (self.unit, state or "unknown"), None
-        rc, reload, dummy = _systemctl("show", "-p", "NeedDaemonReload", "--value", self.unit)
-        if reload == "yes":
+        if unit_property(self.unit, "NeedDaemonReload") == "yes":
             return "the unit file of %s changed on disk" % self.unit, None
         try:
             attest_unit(self.unit, self.link)
         except AttestError as e:
             return "the engine did not serve current: %s" % e, None
-        return None, "%s is active and was started from %s" % (self.unit, fmt(self.activator.links()[0]))
+        return None, "%s is active and was started from %s" % (self.unit, current)
+
+    def decide(self, old_cur, result):
+        """Add to the switch's result whether the engine is restarted and why; the reason (or
+        None)."""
+        switched = result["changed"]
+        if switched:
+            reason, why_not = "current %s from %s to %s" % (
+                "would move" if self.module.check_mode else "moved", fmt(old_cur) or "nothing", result["current"]), None
+        else:
+            reason, why_not = self.engine_reason(result["current"])
+        result.update(switched=switched, restarted=bool(reason), restart_reason=reason or why_not,
+                      switched_back=False, timing=self.timing, changed=switched or bool(reason))
+        return reason
 
     def restart(self):
         start = time.monotonic()
-        rc, reload, dummy = _systemctl("show", "-p", "NeedDaemonReload", "--value", self.unit)
-        if reload == "yes":
+        if unit_property(self.unit, "NeedDaemonReload") == "yes":
             rc, out, err = _systemctl("daemon-reload")
             if rc != 0:
                 raise EngineNotReady("systemctl daemon-reload failed (rc %d): %s" % (rc, err or out))
@@ -286,13 +294,7 @@ class Switcher(object):
     def plan(self):
         old_cur = self.activator.links()[0]
         result = self.switch()
-        if result["changed"]:
-            reason, why_not = "current would move from %s to %s" % (fmt(old_cur) or "nothing", result["current"]), None
-        else:
-            reason, why_not = self.restart_reason(False)
-        result.update(switched=result["changed"], restarted=bool(reason), restart_reason=reason or why_not,
-                      switched_back=False, timing=self.timing)
-        result["changed"] = result["changed"] or bool(reason)
+        self.decide(old_cur, result)
         return result
 
     def run_locked(self):
@@ -303,10 +305,7 @@ class Switcher(object):
         result = self.switch()
         self.timing["activate_s"] = round(time.monotonic() - start, 3)
         switched = result["changed"]
-        reason, why_not = self.restart_reason(fmt(old_cur) if switched else False)
-        result.update(switched=switched, restarted=bool(reason), restart_reason=reason or why_not,
-                      switched_back=False, timing=self.timing)
-        result["changed"] = switched or bool(reason)
+        reason = self.decide(old_cur, result)
         try:
             ready = self.serve(reason)
         except EngineNotReady as e:
@@ -319,10 +318,8 @@ class Switcher(object):
             raise SwitchFailed(*self.switch_back(msg, result, old_cur))
         result["ready"] = ready
         result["served_dir"] = ready.pop("served_dir", None)
-        if reason:
-            result["msg"] = "%s serves %s %s (restarted: %s)" % (self.unit, a.model, result["current"], reason)
-        else:
-            result["msg"] = "%s serves %s %s (not restarted: %s)" % (self.unit, a.model, result["current"], why_not)
+        result["msg"] = "%s serves %s %s (%s: %s)" % (
+            self.unit, a.model, result["current"], "restarted" if reason else "not restarted", result["restart_reason"])
         return result
 
     def switch_back(self, msg, result, old_cur):
