@@ -40,6 +40,12 @@ rm -rf "${OUT}"
 # ("operator torchvision::nms does not exist" when transformers imports them); a text
 # model needs none of them.
 "${OUT}/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec >&2 || true
-"${OUT}/bin/python" -c 'import vllm, vllm._C, torch; print("vllm", vllm.__version__, "torch", torch.__version__)' >&2
+# vLLM picks its kernels by CPU (vllm._C needs AVX-512 with bf16; _C_AVX512 and _C_AVX2 are
+# the others): load them as it does, or an AVX2-only CPU dies here of an illegal instruction.
+"${OUT}/bin/python" -c 'import torch, vllm
+from vllm.platforms import current_platform
+current_platform.import_kernels()
+assert hasattr(torch.ops._C, "rms_norm"), "vLLM CPU kernels did not load"
+print("vllm", vllm.__version__, "torch", torch.__version__, "cpu", torch.backends.cpu.get_cpu_capability())' >&2
 touch "${OUT}/.complete"
 echo "${OUT}"
