@@ -17,8 +17,11 @@ description:
   - Also reports the disk space of the file system holding O(model_root), the last events
     of the host ledger C(<model_root>/.modelops/state.json), and who holds the host lock
     C(<model_root>/.modelops/lock) now, if anyone.
-  - Read-only. Does not hash files (use M(modelops.fleet.model_verify) for that) and does
-    not fail when O(model_root) does not exist.
+  - With O(engine_install), also compares the engine's installation on the host with what
+    the P(modelops.fleet.inference_server#role) role would install and returns what differs in
+    RV(engine_drift); the upgrade skips the engine's configuration when nothing does.
+  - Read-only. Does not hash model files (use M(modelops.fleet.model_verify) for that) and
+    does not fail when O(model_root) does not exist.
   - Runs on the target with the Python standard library only.
 options:
   model_name:
@@ -30,6 +33,56 @@ options:
     description: How many of the latest ledger events to return.
     type: int
     default: 20
+  engine_install:
+    description:
+      - What the engine's installation should be, as the inference_server role renders it
+        on the controller (its C(endpoint.yml) publishes it as
+        C(inference_server_endpoint.install)). Each difference is reported in
+        RV(engine_drift). Files are hashed on the host (SHA-256).
+    type: dict
+    suboptions:
+      user:
+        description: The system user the engine runs as; must exist.
+        type: str
+      enabled_unit:
+        description: A systemd unit that must be enabled at boot (C(systemctl is-enabled)).
+        type: str
+      directories:
+        description: Directories that must exist.
+        type: list
+        elements: path
+        default: []
+      executables:
+        description: Files that must exist and be executable (vLLM's C(vllm)).
+        type: list
+        elements: path
+        default: []
+      files:
+        description: Files that must be regular files with this content, mode and owner.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Where the file is on the host.
+            type: path
+            required: true
+          sha256:
+            description: SHA-256 of the content the role installs (hex).
+            type: str
+            required: true
+          mode:
+            description: The file's mode, in octal, for example C("0644").
+            type: str
+            required: true
+          owner:
+            description: The file's owner (a user name).
+            type: str
+            default: root
+          group:
+            description: The file's group (a group name).
+            type: str
+            default: root
 seealso:
   - module: modelops.fleet.model_activate
 extends_documentation_fragment:
@@ -51,6 +104,13 @@ EXAMPLES = r"""
   modelops.fleet.model_info:
     model_name: qwen3-4b-instruct
     ledger_lines: 50
+
+- name: Does the engine's installation match what the inference_server role installs?
+  modelops.fleet.model_info:
+    model_name: qwen3-4b-instruct
+    engine_install: "{{ inference_server_endpoint.install }}"
+  register: host_info
+  # host_info.engine_drift lists what differs, empty when nothing does
 """
 
 RETURN = r"""
@@ -108,6 +168,15 @@ ledger:
   returned: always
   type: list
   elements: dict
+engine_drift:
+  description:
+    - How the engine's installation differs from O(engine_install), one sentence each
+      (missing file, content, mode or owner changed, user missing, unit not enabled);
+      empty when it matches.
+  returned: when O(engine_install) is given
+  type: list
+  elements: str
+  sample: ["/etc/systemd/system/modelops-inference.service: its content differs from what the role installs"]
 lock:
   description: Who holds the host lock now (pid, host, started, purpose), or null when it is free.
   returned: always
@@ -119,6 +188,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.fleet.plugins.module_utils._engine_install import ENGINE_INSTALL_SPEC, engine_drift
 from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import lock_holder
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     HostStateError, Ledger, installed_releases, list_models, read_link, release_rel, tree_size, utc_iso,
@@ -179,6 +249,8 @@ class HostInfo(object):
                       ledger=[], lock=None)
         if p["ledger_lines"] < 0:
             raise HostStateError("ledger_lines must be 0 or more, got %d" % p["ledger_lines"])
+        if p["engine_install"] is not None:
+            result["engine_drift"] = engine_drift(p["engine_install"])
         if not os.path.isdir(self.root):
             result["msg"] = "model_root %s does not exist: no models on this host" % self.root
             return result
@@ -211,6 +283,7 @@ def main():
             model_store_spec(),
             model_name=dict(type="str"),
             ledger_lines=dict(type="int", default=20),
+            engine_install=dict(type="dict", options=ENGINE_INSTALL_SPEC),
         ),
         supports_check_mode=True,
     )

@@ -113,3 +113,60 @@ def test_corrupt_ledger_is_reported_not_touched(module_runner, tmp_path):
     assert "corrupt" in json.dumps(res.get("warnings", []))
     assert state.read_bytes() == b"garbage"
     assert not [n for n in os.listdir(root / ".modelops") if "corrupt" in n]
+
+
+def _installed_engine(tmp_path):
+    """An engine installed as a role would install it, and the engine_install that says so."""
+    import grp
+    import hashlib
+    import pwd
+    owner, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    files = []
+    for name, content, mode in (("llama-server", b"\x7fELF binary", 0o755), ("engine.service", b"[Unit]\n", 0o644),
+                                ("engine.env", b"LLAMA_API_KEY=k\n", 0o600)):
+        (etc / name).write_bytes(content)
+        os.chmod(etc / name, mode)
+        files.append({"path": str(etc / name), "sha256": hashlib.sha256(content).hexdigest(),
+                      "mode": "%04o" % mode, "owner": owner, "group": group})
+    return etc, {"user": owner, "directories": [str(etc)], "executables": [str(etc / "llama-server")],
+                 "files": files}
+
+
+def test_engine_installed_as_the_role_would_install_it_has_no_drift(module_runner, tmp_path):
+    dummy, want = _installed_engine(tmp_path)
+    res = module_runner("model_info", model_root=str(tmp_path / "models"), engine_install=want)
+    assert res.get("failed") is not True, res
+    assert res["engine_drift"] == []
+    # without engine_install there is nothing to compare
+    assert "engine_drift" not in module_runner("model_info", model_root=str(tmp_path / "models"))
+
+
+def test_engine_drift_names_each_difference(module_runner, tmp_path):
+    etc, want = _installed_engine(tmp_path)
+    (etc / "engine.service").write_bytes(b"[Unit]\nedited by hand\n")
+    os.chmod(etc / "engine.env", 0o644)
+    os.unlink(etc / "llama-server")
+    want["directories"].append(str(tmp_path / "state"))
+    want["user"] = "no-such-user-modelops"
+    res = module_runner("model_info", model_root=str(tmp_path / "models"), engine_install=want)
+    assert res.get("failed") is not True, res
+    assert sorted(res["engine_drift"]) == sorted([
+        "system user no-such-user-modelops does not exist",
+        "directory %s is missing" % (tmp_path / "state"),
+        "%s is missing" % (etc / "llama-server"),
+        "%s: its content differs from what the role installs" % (etc / "engine.service"),
+        "%s: mode 0644, not 0600" % (etc / "engine.env"),
+        "%s is not an executable file" % (etc / "llama-server"),
+    ])
+    # read-only: the host is left as it was
+    assert (etc / "engine.service").read_bytes() == b"[Unit]\nedited by hand\n"
+
+
+def test_engine_file_with_another_owner_is_drift(module_runner, tmp_path):
+    etc, want = _installed_engine(tmp_path)
+    want["files"][1]["owner"] = "no-such-owner"
+    res = module_runner("model_info", model_root=str(tmp_path / "models"), engine_install=want)
+    assert res["engine_drift"] == ["%s: owned by %s:%s, not no-such-owner:%s" % (
+        etc / "engine.service", want["files"][0]["owner"], want["files"][0]["group"], want["files"][0]["group"])]

@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) modelops.fleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The host-side half of the plan's drift check: does the engine's installation on this host
+(system user, directories, files with their content, mode and owner, executables, unit
+enabled at boot) match what the inference_server role would install? The controller renders
+the role's templates and hashes them (the role's endpoint.yml); this compares, so that a
+host with nothing to configure costs no configuration round trip at all."""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import stat
+import subprocess
+
+# The shape model_info's engine_install option takes (argument_spec style).
+ENGINE_INSTALL_SPEC = dict(
+    user=dict(type="str"),
+    enabled_unit=dict(type="str"),
+    directories=dict(type="list", elements="path", default=[]),
+    executables=dict(type="list", elements="path", default=[]),
+    files=dict(type="list", elements="dict", default=[], options=dict(
+        path=dict(type="path", required=True),
+        sha256=dict(type="str", required=True),
+        mode=dict(type="str", required=True),
+        owner=dict(type="str", default="root"),
+        group=dict(type="str", default="root"),
+    )),
+)
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _name(lookup, ident):
+    try:
+        return lookup(ident)[0]
+    except KeyError:
+        return str(ident)
+
+
+def file_drift(want):
+    """What differs between the file on the host and want (path, sha256, mode, owner,
+    group), or None."""
+    path = want["path"]
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "%s is missing" % path
+    if not stat.S_ISREG(st.st_mode):
+        return "%s is not a regular file" % path
+    problems = []
+    mode = int(str(want["mode"]), 8)
+    if stat.S_IMODE(st.st_mode) != mode:
+        problems.append("mode %04o, not %04o" % (stat.S_IMODE(st.st_mode), mode))
+    owner = "%s:%s" % (_name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid))
+    if owner != "%s:%s" % (want.get("owner") or "root", want.get("group") or "root"):
+        problems.append("owned by %s, not %s:%s" % (owner, want.get("owner") or "root", want.get("group") or "root"))
+    if file_sha256(path) != want["sha256"]:
+        problems.append("its content differs from what the role installs")
+    return "%s: %s" % (path, "; ".join(problems)) if problems else None
+
+
+def engine_drift(want):
+    """Everything that differs between the engine's installation on this host and want
+    (ENGINE_INSTALL_SPEC), as sentences; empty when nothing does."""
+    drift = []
+    if want.get("user"):
+        try:
+            pwd.getpwnam(want["user"])
+        except KeyError:
+            drift.append("system user %s does not exist" % want["user"])
+    drift.extend("directory %s is missing" % d for d in want.get("directories") or [] if not os.path.isdir(d))
+    for f in want.get("files") or []:
+        problem = file_drift(f)
+        if problem:
+            drift.append(problem)
+    drift.extend("%s is not an executable file" % x for x in want.get("executables") or []
+                 if not (os.path.isfile(x) and os.access(x, os.X_OK)))
+    if want.get("enabled_unit"):
+        proc = subprocess.run(["systemctl", "is-enabled", want["enabled_unit"]], check=False,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        state = proc.stdout.strip()
+        if state != "enabled":
+            drift.append("%s is %s, not enabled at boot" % (want["enabled_unit"], state or "unknown"))
+    return drift
