@@ -86,6 +86,9 @@ def test_second_run_changes_nothing_and_restarts_nothing(served, ansible):
     second = serve_demo(ansible)
     for host, c in recap(second.stdout).items():
         assert c["changed"] == 0, (host, c, second.stdout[-3000:])
+    # model_info saw every engine installed as the role installs it: no configuration tasks ran
+    assert "inference_server : Install llama-server" not in second.stdout, second.stdout[-3000:]
+    assert "inference_server : Write the service environment" not in second.stdout
     after = {h: main_pid(ansible, h) for h in before}
     assert before == after
 

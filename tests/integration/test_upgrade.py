@@ -80,6 +80,37 @@ def test_bootstrap_then_good_v2_canary_first_frozen_untouched_then_nothing(ansib
     again = upgrade(ansible, keys, release_env)
     for host, c in recap(again.stdout).items():
         assert c["changed"] == 0 and c["failed"] == 0, (host, c)
+    # The engines are installed as the role installs them: model_info saw no drift and the
+    # run spent no round trip on their configuration.
+    assert "inference_server : Install llama-server" not in again.stdout, again.stdout[-3000:]
+    assert "inference_server : Install the systemd unit" not in again.stdout
+
+
+def main_pids(ansible):
+    out = ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a",
+                        "systemctl show -p MainPID --value modelops-inference.service").stdout
+    return dict(re.findall(r"^(\S+) \| CHANGED \| rc=0 >>\n(\d+)$", out, re.M))
+
+
+def test_engine_configuration_changed_by_hand_is_repaired_on_that_host_alone(ansible, keys, release_env):
+    unit, env = "/etc/systemd/system/modelops-inference.service", "/etc/modelops/modelops-inference.env"
+    ansible.adhoc("edge-01", "-m", "ansible.builtin.shell", "-a",
+                  "echo '# edited by hand' >> %s && chmod 0644 %s" % (unit, env))
+    before = main_pids(ansible)
+    run = upgrade(ansible, keys, release_env)
+    counts = recap(run.stdout)
+    assert counts["edge-01"]["changed"] > 0, (counts, run.stdout[-3000:])
+    for host in ALL[:-1]:
+        if host != "edge-01":
+            assert counts[host]["changed"] == 0, (host, counts[host])
+    # edge-01 got the role's unit and environment back, and its engine restarted on them
+    state = ansible.adhoc("edge-01", "-m", "ansible.builtin.shell", "-a",
+                          "(grep -c 'edited by hand' %s || true); stat -c %%a %s" % (unit, env)).stdout
+    assert re.search(r"^0\n600$", state, re.M), state
+    after = main_pids(ansible)
+    assert after["edge-01"] != before["edge-01"], (before, after)
+    assert dict((h, p) for h, p in after.items() if h != "edge-01") == dict((h, p) for h, p in before.items() if h != "edge-01")
+    assert currents(ansible)["edge-01"] == "2412/%s" % VARIANT
 
 
 def test_broken_v3_fails_on_the_canary_which_is_rolled_back(ansible, keys, release_env, test_fleet):
