@@ -92,7 +92,7 @@ SWITCH_INTRO = ("Before, one host's switch was three steps with controller round
 
 def section(before, after, blabel, alabel, name="orchestration-compare",
             title="Orchestration before and after model_switch", intro=SWITCH_INTRO,
-            files=("bench/results/orchestration-before.json", "bench/results/orchestration.json")):
+            files=("BEFORE.json", "AFTER.json")):
     m = after["machine"]
     begin, end = _common.markers(name)
     lines = [begin, "## " + title, "",
