@@ -106,20 +106,19 @@ rejected:
   sample: [{version: "2508", reason: "manifest.json ... expired at 2025-09-01T00:00:00Z"}]
 """
 
-import hashlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.modelops.fleet.plugins.module_utils._catalog import Catalog, RollbackRefused
 from ansible_collections.modelops.fleet.plugins.module_utils._gpg import (
-    GNUPG_IMPORT_ERROR, HAS_GNUPG, SignatureError, verify_detached,
+    GNUPG_IMPORT_ERROR, HAS_GNUPG, SignatureError,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    ReleaseError, check_expiry, load_manifest_bytes, release_name, validate_version,
+    ReleaseError, release_name, validate_version,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._repository import Repository
-from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import trust_argument_spec, verify_manifest
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
 
@@ -134,18 +133,9 @@ class ReleaseResolver(object):
         p = self.module.params
         where = self.repo.join(p["model_name"], version, p["variant"], "manifest.json")
         raw, sig = self.repo.manifest_and_signature(p["model_name"], version, p["variant"])
-        signer = verify_detached(raw, sig, p["keyring"], p["trusted_fingerprints"], what=where)
-        manifest = load_manifest_bytes(raw, where)
-        if (manifest["model_name"], manifest["version"], manifest["variant"]) != \
-                (p["model_name"], version, p["variant"]):
-            raise ReleaseError("%s describes %s, not the release at its location (a manifest "
-                               "moved from another release)" % (where, release_name(
-                                   manifest["model_name"], manifest["version"],
-                                   manifest["variant"])))
-        check_expiry(manifest, source=where)
-        sha = hashlib.sha256(raw).hexdigest()
-        if catalog is not None:
-            catalog.check(manifest, sha, allow_rollback=p["allow_rollback"])
+        manifest, sha, signer = verify_manifest(raw, sig, p["keyring"], p["trusted_fingerprints"], where,
+                                                catalog=catalog, allow_rollback=p["allow_rollback"],
+                                                expect=(p["model_name"], version, p["variant"]))
         return dict(release=release_name(p["model_name"], version, p["variant"]),
                     version=version, sequence=manifest["sequence"], manifest=manifest,
                     manifest_sha256=sha, signer=signer,

@@ -10,7 +10,6 @@ Shared by the model_verify and model_sync action plugins. Private to the collect
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from ansible.errors import AnsibleActionFail
@@ -19,15 +18,9 @@ from ansible_collections.modelops.fleet.plugins.module_utils._catalog import (
     Catalog,
     RollbackRefused,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._gpg import (
-    SignatureError,
-    verify_detached,
-)
-from ansible_collections.modelops.fleet.plugins.module_utils._release import (
-    ReleaseError,
-    check_expiry,
-    load_manifest_bytes,
-)
+from ansible_collections.modelops.fleet.plugins.module_utils._gpg import SignatureError
+from ansible_collections.modelops.fleet.plugins.module_utils._release import ReleaseError
+from ansible_collections.modelops.fleet.plugins.module_utils._trust_spec import verify_manifest
 
 
 class TrustError(Exception):
@@ -49,17 +42,16 @@ def resolve_keyring(action, keyring):
 
 
 def trust_manifest(raw, sig, keyring, trusted, catalog_path, allow_rollback, where, record=True):
-    """Return (manifest, manifest_sha256, signer) or raise TrustError."""
-    sha = hashlib.sha256(raw).hexdigest()
+    """Return (manifest, manifest_sha256, signer) or raise TrustError; records a trusted
+    manifest in the catalog at catalog_path (when given and record)."""
     try:
-        signer = verify_detached(raw, sig, keyring, trusted, what=where)
-        manifest = load_manifest_bytes(raw, where)
-        check_expiry(manifest, source=where)
-        if catalog_path:
-            with Catalog(os.path.expanduser(catalog_path)) as cat:
-                cat.check(manifest, sha, allow_rollback=allow_rollback)
-                if record:
-                    cat.record(manifest, sha, signer)
+        if not catalog_path:
+            return verify_manifest(raw, sig, keyring, trusted, where)
+        with Catalog(os.path.expanduser(catalog_path)) as cat:
+            manifest, sha, signer = verify_manifest(raw, sig, keyring, trusted, where, catalog=cat,
+                                                    allow_rollback=allow_rollback)
+            if record:
+                cat.record(manifest, sha, signer)
+            return manifest, sha, signer
     except (SignatureError, ReleaseError, RollbackRefused) as e:
         raise TrustError(str(e))
-    return manifest, sha, signer
