@@ -287,47 +287,96 @@ def test_host_freezes_mid_module(world, case, adv_fleet, tmp_path):
 def test_killed_between_activate_and_restart(world, case, tmp_path):
     """model_switch switches current and restarts the engine in one host-side call, so a kill
     of the run lands either before the switch or while the module runs on the host. The state
-    a module ended between the two leaves: the run is killed after gpu-02's sync, and the switch
-    the module would have made is done with model_activate."""
+    a module ended between the two leaves: the run is killed after gpu-02's sync installed the
+    release and before model_switch could start, and the switch the module would have made is
+    done with model_activate.
+
+    The sync's last module call (install) is followed at once by model_switch, so the kill is
+    made deterministic with the host lock: a watcher on gpu-02 waits for this run's lease
+    (model_sync's plan call takes it under the lock) and queues for the lock at once; it holds
+    it before the install call asks, so the run is stuck in its sync task when it is killed.
+    The install call the killed run left waiting on the host installs the release once the
+    watcher lets go (its result goes nowhere); model_switch never ran."""
+    host = "gpu-02"
     catalog = world.case_catalog("killed")
+    script = tmp_path / "watcher.py"
+    script.write_text(INSTALL_WATCHER)
+    world.ansible.adhoc(host, "-m", "ansible.builtin.copy", "-a", "src=%s dest=/srv/adv-watcher.py" % script)
+    world.sh(host, "rm -f /srv/adv-locked /srv/adv-unlock; systemd-run --unit=adv-install-watcher python3 "
+                   "/srv/adv-watcher.py /srv/models/.modelops/lock /srv/models/.modelops/lease.json "
+                   "/srv/adv-locked /srv/adv-unlock")
     args = world.upgrade_args("2601", catalog=catalog, target="gpu_servers")
     out = str(tmp_path / "killed.log")
-    proc = world.ansible.background("ansible-playbook", *args, out=out)
     try:
-        deadline = time.time() + 600
-        # The result line of gpu-02 under the sync task; the engine's configure tasks follow,
-        # several seconds before the switch.
-        pattern = re.compile(r"Make the release present on the host[^\n]*\] \*+\n(?:(?!TASK \[)[^\n]*\n)*?changed: \[gpu-02\]")
-        while time.time() < deadline:
-            if pattern.search(open(out).read()):
-                break
-            assert proc.poll() is None, open(out).read()[-4000:]
-            time.sleep(0.1)
-        kill_group(proc)
-    finally:
-        if proc.poll() is None:
+        proc = world.ansible.background("ansible-playbook", *args, out=out)
+        try:
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                if world.sh(host, "test -f /srv/adv-locked", check=False).find("| CHANGED |") >= 0:
+                    break
+                assert proc.poll() is None, open(out).read()[-4000:]
+                time.sleep(0.5)
             kill_group(proc)
+        finally:
+            if proc.poll() is None:
+                kill_group(proc)
+    finally:
+        world.sh(host, "touch /srv/adv-unlock; for i in $(seq 50); do systemctl is-active -q adv-install-watcher || break; "
+                       "sleep 0.2; done; systemctl stop adv-install-watcher 2>/dev/null; "
+                       "rm -f /srv/adv-watcher.py /srv/adv-locked /srv/adv-unlock; true")
     text = open(out).read()
     world.ansible.log("ansible-playbook", ["(killed run)"], text)
-    assert pattern.search(text), text[-4000:]
-    assert world.currents()["gpu-02"] == "2412/%s" % VARIANT
-    world.ansible.adhoc("gpu-02", "-m", "modelops.fleet.model_activate", "-a",
+    assert "PLAY [The rest" in text, text[-4000:]
+    assert "Switch to the new version and restart the engine on it" not in text.split("PLAY [The rest")[-1], text[-4000:]
+    # the install call left waiting on the host finishes the sync
+    world.sh(host, "for i in $(seq 120); do test -f %s/2601/%s/manifest.json && exit 0; sleep 0.5; done; exit 1"
+             % (MODEL_DIR, VARIANT))
+    assert world.currents()[host] == "2412/%s" % VARIANT
+    world.ansible.adhoc(host, "-m", "modelops.fleet.model_activate", "-a",
                         "model_name=%s version=2601 variant=%s reason=killed-run" % (MODEL, VARIANT))
     # Switched, not restarted: current says 2601, the engine still serves 2412.
-    assert world.currents()["gpu-02"] == "2601/%s" % VARIANT
-    assert served_release(world, "gpu-02") == "2412/%s" % VARIANT
+    assert world.currents()[host] == "2601/%s" % VARIANT
+    assert served_release(world, host) == "2412/%s" % VARIANT
     run = world.upgrade("2601", catalog=catalog, target="gpu_servers")
     probed = re.search(r"Gate on the probe suite[^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?(ok|changed|skipping|fatal): \[gpu-02\]",
                        run.stdout)
     case.observed = ("killed after gpu-02's sync, switched by hand (current 2601, engine on 2412); rerun rc=%d, "
                      "engine on %s; probe gate on the rerun: %s" % (
-                         run.returncode, served_release(world, "gpu-02"), probed.group(1) if probed else "not run"))
+                         run.returncode, served_release(world, host), probed.group(1) if probed else "not run"))
     assert run.returncode == 0, run.stdout[-4000:]
     # The version the rerun started the engine on was gated: the probe suite ran and passed.
     assert probed and probed.group(1) == "ok", run.stdout[-4000:]
-    assert served_release(world, "gpu-02") == "2601/%s" % VARIANT
-    assert world.currents()["gpu-02"] == "2601/%s" % VARIANT
+    assert served_release(world, host) == "2601/%s" % VARIANT
+    assert world.currents()[host] == "2601/%s" % VARIANT
     world.serving(case)
+
+
+# Queue for the host lock the moment a new sync lease appears (argv: lock file, lease file,
+# file to write once the lock is held, file whose appearance lets it go).
+INSTALL_WATCHER = r'''
+import fcntl, os, sys, time
+lock, lease, locked, unlock = sys.argv[1:5]
+
+
+def content(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+old = content(lease)
+while content(lease) in ("", old):
+    time.sleep(0.005)
+fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+with open(locked, "w") as f:
+    f.write("%f" % time.time())
+while not os.path.exists(unlock):
+    time.sleep(0.1)
+fcntl.flock(fd, fcntl.LOCK_UN)
+'''
 
 
 LOCK_HOLDER = r'''
