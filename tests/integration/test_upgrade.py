@@ -16,6 +16,8 @@ import pytest
 from conftest import MODEL, VARIANT, fresh_hosts, publish_gguf, recap, upgrade_overrides
 
 ALL = ["gpu-01", "gpu-02", "edge-01", "edge-02", "edge-03", "crit-01"]
+# A row of the --check plan table (a literal block of the debug output, one line per host)
+PLAN_ROW = r"^\s+((?:gpu|edge|crit)-\d+)\s+(.*)$"
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +52,14 @@ def test_bootstrap_then_good_v2_canary_first_frozen_untouched_then_nothing(ansib
     release_env["publish"]("2412", 2, extra="v2")
     # --check prints the plan and changes nothing.
     plan = upgrade(ansible, keys, release_env, "--check")
-    rows = dict((m.group(1), m.group(2).split()) for m in re.finditer(r"^\s+- ((?:gpu|edge|crit)-\d+)\s+(.*)$", plan.stdout, re.M))
+    rows = dict((m.group(1), m.group(2).split()) for m in re.finditer(PLAN_ROW, plan.stdout, re.M))
     assert set(rows) == set(ALL), plan.stdout[-3000:]
     assert rows["gpu-01"][:6] == ["gpu_servers", "canary", "canary", "2411/%s" % VARIANT, "2412/%s" % VARIANT, "upgrade"]
     assert rows["gpu-02"][:3] == ["gpu_servers", "canary", "batch-1"]
     assert rows["edge-02"][:2] == ["edge_devices", "immediate"]
     assert rows["crit-01"][:3] == ["critical", "frozen", "-"]
+    # Every engine is installed as the role installs it: nothing to configure.
+    assert set(r[-2] for r in rows.values()) == {"ok", "-"} and rows["crit-01"][-2] == "-", rows
     # Same weights: only the changed generation_config.json would cross the wire.
     moved = int(rows["gpu-01"][-1])
     assert 0 < moved < 1024, rows["gpu-01"]
@@ -97,6 +101,14 @@ def test_engine_configuration_changed_by_hand_is_repaired_on_that_host_alone(ans
     ansible.adhoc("edge-01", "-m", "ansible.builtin.shell", "-a",
                   "echo '# edited by hand' >> %s && chmod 0644 %s" % (unit, env))
     before = main_pids(ansible)
+    # --check says which host would be configured again, and why, and changes nothing
+    plan = upgrade(ansible, keys, release_env, "--check")
+    rows = dict((m.group(1), m.group(2).split()) for m in re.finditer(PLAN_ROW, plan.stdout, re.M))
+    assert rows["edge-01"][-2] == "configure" and rows["gpu-02"][-2] == "ok", rows
+    said = " ".join(plan.stdout.split())  # the callback may fold long messages
+    assert "edge-01: the engine is not installed as the inference_server role installs it" in said, plan.stdout[-3000:]
+    assert "%s: its content differs" % unit in said and "%s: mode 0644, not 0600" % env in said, plan.stdout[-3000:]
+    assert main_pids(ansible) == before
     run = upgrade(ansible, keys, release_env)
     counts = recap(run.stdout)
     assert counts["edge-01"]["changed"] > 0, (counts, run.stdout[-3000:])
