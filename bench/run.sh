@@ -34,6 +34,8 @@ bash "$(dirname "${BASH_SOURCE[0]}")/transfer.sh"
 # Orchestration and downtime: upgrade.yml vs ping, rollout per step, downtime vs engine start.
 bash "$(dirname "${BASH_SOURCE[0]}")/orchestration.sh"
 
+bash "$(dirname "${BASH_SOURCE[0]}")/scale.sh"
+
 # vLLM: the engine's start next to llama-server's, a canary rollout to vLLM hosts per step.
 python bench/vllm_bench.py
 

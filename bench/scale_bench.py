@@ -22,7 +22,7 @@ host) of each, and the no-op's and upgrade's slope against ping's. Raw results g
 bench/results/scale.json, the chart to docs/scale.png, the text between the scale markers of
 docs/performance.md is rewritten. The fleet is torn down at the end, also when the run fails.
 
-Run it with ``bash bench/scale.sh``. Not run yet (written 2026-12-04): the first run may need fixes.
+Run it with ``bash bench/scale.sh``.
 """
 
 from __future__ import annotations
