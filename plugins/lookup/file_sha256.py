@@ -40,7 +40,7 @@ _raw:
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.modelops.fleet.plugins.module_utils._engine_install import file_sha256
+from ansible_collections.modelops.fleet.plugins.module_utils._files import sha256_file
 
 
 class LookupModule(LookupBase):
@@ -49,7 +49,7 @@ class LookupModule(LookupBase):
         digests = []
         for term in terms:
             try:
-                digests.append(file_sha256(term))
+                digests.append(sha256_file(term)[0])
             except OSError as e:
                 raise AnsibleLookupError("cannot hash %s on the controller: %s" % (term, e))
         return digests

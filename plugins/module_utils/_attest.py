@@ -43,9 +43,10 @@ def unit_number(unit, prop):
         return 0
 
 
-def unit_state(unit):
-    """systemctl is-active of unit: active, activating, inactive, failed...; '' when unknown."""
-    proc = subprocess.run(["systemctl", "is-active", unit], check=False,
+def unit_state(unit, query="is-active"):
+    """What `systemctl <query> unit` says: for is-active active, activating, inactive,
+    failed...; for is-enabled enabled, disabled, static...; '' when unknown."""
+    proc = subprocess.run(["systemctl", query, unit], check=False,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc.stdout.strip()
 

@@ -11,11 +11,12 @@ host with nothing to configure costs no configuration round trip at all."""
 from __future__ import annotations
 
 import grp
-import hashlib
 import os
 import pwd
 import stat
-import subprocess
+
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import unit_state
+from ansible_collections.modelops.fleet.plugins.module_utils._files import sha256_file
 
 # The shape model_info's engine_install option takes (argument_spec style).
 ENGINE_INSTALL_SPEC = dict(
@@ -31,14 +32,6 @@ ENGINE_INSTALL_SPEC = dict(
         group=dict(type="str", default="root"),
     )),
 )
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _name(lookup, ident):
@@ -63,9 +56,10 @@ def file_drift(want):
     if stat.S_IMODE(st.st_mode) != mode:
         problems.append("mode %04o, not %04o" % (stat.S_IMODE(st.st_mode), mode))
     owner = "%s:%s" % (_name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid))
-    if owner != "%s:%s" % (want.get("owner") or "root", want.get("group") or "root"):
-        problems.append("owned by %s, not %s:%s" % (owner, want.get("owner") or "root", want.get("group") or "root"))
-    if file_sha256(path) != want["sha256"]:
+    wanted = "%s:%s" % (want.get("owner") or "root", want.get("group") or "root")
+    if owner != wanted:
+        problems.append("owned by %s, not %s" % (owner, wanted))
+    if sha256_file(path)[0] != want["sha256"]:
         problems.append("its content differs from what the role installs")
     return "%s: %s" % (path, "; ".join(problems)) if problems else None
 
@@ -87,9 +81,7 @@ def engine_drift(want):
     drift.extend("%s is not an executable file" % x for x in want.get("executables") or []
                  if not (os.path.isfile(x) and os.access(x, os.X_OK)))
     if want.get("enabled_unit"):
-        proc = subprocess.run(["systemctl", "is-enabled", want["enabled_unit"]], check=False,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        state = proc.stdout.strip()
+        state = unit_state(want["enabled_unit"], "is-enabled")
         if state != "enabled":
             drift.append("%s is %s, not enabled at boot" % (want["enabled_unit"], state or "unknown"))
     return drift
