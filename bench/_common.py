@@ -31,6 +31,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 
@@ -163,6 +164,21 @@ def make_log(started=None):
 
 
 # --------------------------------------------------------------------------- formatting
+
+def rewrite_from_results(args, finish, section):
+    """--from-results: measure nothing, give the raw results of an earlier run to finish(res,
+    args) (which redraws the chart and rewrites the doc section); 0, the exit status."""
+    finish(read_json(args.from_results), args)
+    print("rewrote %s and the %s section of %s from %s" % (args.png, section, args.doc, args.from_results))
+    return 0
+
+
+def start_run(workdir, prefix="run."):
+    """(start time, log function, a new run directory under workdir) of a benchmark run."""
+    started = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    return started, make_log(started), tempfile.mkdtemp(prefix=prefix, dir=workdir)
+
 
 def fmt_size(n):
     if n >= GIB:

@@ -39,7 +39,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -47,7 +46,7 @@ import urllib.request
 
 import _common
 from _common import (REPO, SSH_BATCH_OPTIONS, Ansible, BenchError, Canvas, first_line, fleet, fmt_range, fmt_seconds, loadavg,
-                     make_log, series, summary, utc_now, verdict, write_json)
+                     series, summary, utc_now, verdict, write_json)
 
 RESULTS = os.path.join(REPO, "bench", "results", "orchestration.json")
 PNG = os.path.join(REPO, "docs", "rollout.png")
@@ -1019,17 +1018,11 @@ def finish(res, args):
 def main(argv=None):
     args = parse_args(argv)
     if args.from_results:
-        res = _common.read_json(args.from_results)
-        finish(res, args)
-        print("rewrote %s and the orchestration section of %s from %s" % (args.png, args.doc, args.from_results))
-        return 0
+        return _common.rewrite_from_results(args, finish, "orchestration")
     sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
     from gpg_keys import GpgTestKeys  # pylint: disable=import-outside-toplevel
 
-    started = time.time()
-    log = make_log(started)
-    os.makedirs(args.workdir, exist_ok=True)
-    run_dir = tempfile.mkdtemp(prefix="run.", dir=args.workdir)
+    started, log, run_dir = _common.start_run(args.workdir)
     res = {"params": {"rounds": args.rounds, "poll_interval": args.poll_interval, "probe_suite": args.probe_suite,
                       "latency_factor": args.latency_factor},
            "started": utc_now(), "fleet_name": args.fleet_name, "port_offset": args.port_offset,

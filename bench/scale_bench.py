@@ -31,11 +31,10 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 import _common
-from _common import REPO, BenchError, Canvas, first_line, fleet, loadavg, make_log, summary, utc_now, write_json
+from _common import REPO, BenchError, Canvas, first_line, fleet, loadavg, summary, utc_now, write_json
 import orchestration_bench as ob
 
 RESULTS = os.path.join(REPO, "bench", "results", "scale.json")
@@ -290,17 +289,11 @@ def mem_available_gib():
 def main(argv=None):
     args = parse_args(argv)
     if args.from_results:
-        res = _common.read_json(args.from_results)
-        finish(res, args)
-        print("rewrote %s and the scale section of %s from %s" % (args.png, args.doc, args.from_results))
-        return 0
+        return _common.rewrite_from_results(args, finish, "scale")
     sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
     from gpg_keys import GpgTestKeys  # pylint: disable=import-outside-toplevel
 
-    started = time.time()
-    log = make_log(started)
-    os.makedirs(args.workdir, exist_ok=True)
-    run_dir = tempfile.mkdtemp(prefix="run.", dir=args.workdir)
+    started, log, run_dir = _common.start_run(args.workdir)
     inv_dir = os.path.join(run_dir, "inventory")
     write_inventory(inv_dir, args.sizes)
     args.inventory = [inv_dir]
