@@ -4,7 +4,7 @@
 # run only re-imports it if podman lost the image. Prints the podman image name.
 set -euo pipefail
 
-IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-5}"
+IMAGE_VERSION="${MODELOPS_HOST_IMAGE_VERSION:-6}"
 CACHE="${MODELOPS_CACHE:-/var/cache/modelops-fleet}"
 SUITE=bookworm
 KEY="host-image-${SUITE}-v${IMAGE_VERSION}"
@@ -14,7 +14,11 @@ IMAGE="localhost/modelops-fleet-host:${SUITE}-v${IMAGE_VERSION}"
 # libnuma1: vLLM's CPU extension (vllm._C) links libnuma.so.1.
 # prometheus-node-exporter: Debian's node_exporter, its textfile collector reading the
 # directory modelops.fleet.model_metrics writes (the tests scrape it; v5).
-PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates,rsync,libnuma1,prometheus-node-exporter"
+# nginx, python3-apt: the model_mirror role makes a host a site mirror with Debian's nginx,
+# installed through ansible.builtin.apt (which needs python3-apt); pre-installed so that
+# the role's install is the no-op it is on a host that has them, as no Debian mirror is
+# reachable from a test host (v6).
+PACKAGES="systemd,systemd-sysv,openssh-server,python3,dbus,iproute2,procps,ca-certificates,rsync,libnuma1,prometheus-node-exporter,nginx,python3-apt"
 
 # One build at a time per key (two test runs may start together).
 mkdir -p "${CACHE}"
@@ -61,6 +65,10 @@ if [[ ! -f "${TARBALL}" ]]; then
 ARGS="--collector.textfile.directory=/var/lib/node_exporter/textfile_collector"
 ARGS
     chroot "${ROOTFS}" systemctl enable prometheus-node-exporter.service >&2
+    # nginx runs only where the model_mirror role sets it up: as Debian installs it, it
+    # would serve its default page on port 80 of every host.
+    chroot "${ROOTFS}" systemctl disable nginx.service >&2
+    rm -f "${ROOTFS}/etc/nginx/sites-enabled/default"
     rm -f "${ROOTFS}"/etc/ssh/ssh_host_*
     cat > "${ROOTFS}/etc/systemd/system/ssh-keygen.service" <<'UNIT'
 [Unit]

@@ -316,6 +316,12 @@ def start_container(name, host, key, image, vllm_env):
     return cid
 
 
+def container_address(cid):
+    out = run(["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", cid],
+              check=False).stdout.split()
+    return out[0] if out else ""
+
+
 def boot_diagnostics(cid):
     """What systemd in a host is waiting for, for an error message."""
     out = []
@@ -374,6 +380,10 @@ def up(name, hosts, image=None):
             save_state(name, state)
             log("%s: made again (%s)" % (host.name, cid[:12]))
             wait_ready(host, key, container=cid)
+    for host in hosts:
+        # The host's address on podman's bridge, where the other test hosts reach it (a
+        # site mirror's nginx); it can change when a stopped host is started again.
+        state["hosts"][host.name]["address"] = container_address(state["hosts"][host.name]["id"])
     state["key"] = key
     state["inventory"] = write_inventory(name, state)
     save_state(name, state)
@@ -390,6 +400,8 @@ def write_inventory(name, state):
     for h in state["hosts"].values():
         hosts[h["name"]] = {"ansible_port": h["ssh_port"], "fleet_api_port": h["api_port"],
                             "ansible_ssh_private_key_file": state["key"]}
+        if h.get("address"):
+            hosts[h["name"]]["fleet_address"] = h["address"]
         if h.get("connection") and not h.get("groups"):
             hosts[h["name"]]["ansible_connection"] = h["connection"]
     path = os.path.join(state_dir(name), "inventory.yml")
