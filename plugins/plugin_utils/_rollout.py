@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 
 POLICIES = ("immediate", "canary", "frozen")
+# The model_mirror role's default port (model_mirror_port).
+MIRROR_PORT = 8090
 # Outcomes that fail the run.
 FAILED = ("started", "failed")
 
@@ -43,11 +45,16 @@ def plan(hosts, hostvars):
     """Split hosts into canaries, the rest (waves) and frozen hosts, per rollout group.
 
     The rollout group of a host is model_rollout_group, or its first inventory group. The
-    policy is model_upgrade_policy (immediate, canary, frozen; default immediate)."""
+    policy is model_upgrade_policy (immediate, canary, frozen; default immediate). Hosts
+    with model_is_site_mirror only serve releases to other hosts and are not planned; the
+    plan's sync and mirrors say where each planned host gets the files (_sync_sources)."""
     groups = {}
     order = []
     for h in hosts:
         hv = hostvars[h]
+        if _truthy(hv.get("model_is_site_mirror", False)):
+            # A host that only serves releases to its site (the model_mirror role).
+            continue
         policy = hv.get("model_upgrade_policy", "immediate")
         if policy not in POLICIES:
             raise RolloutError("host %s: model_upgrade_policy %r is not one of %s" % (h, policy, ", ".join(POLICIES)))
@@ -77,7 +84,60 @@ def plan(hosts, hostvars):
             out["frozen"] += hosts_g
         out["groups"][g] = entry
     out["host_group"] = dict((h, g) for g in order for h in groups[g]["hosts"])
+    out["sync"], out["mirrors"] = _sync_sources(planned(out), hostvars)
     return out
+
+
+def _mirror_url(mirror, hv):
+    address = str(hv.get("model_mirror_address") or hv.get("ansible_host") or mirror)
+    if ":" in address and not address.startswith("["):
+        address = "[%s]" % address
+    port = hv.get("model_mirror_port", MIRROR_PORT)
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise RolloutError("host %s: model_mirror_port %r is not a port number" % (mirror, port))
+    return "http://%s:%d" % (address, port)
+
+
+def _sync_sources(hosts, hostvars):
+    """Where each host gets the release's files, and what each site mirror must hold.
+
+    A host with model_site_mirror (the inventory name of its site's mirror, stocked by the
+    model_mirror role) pulls from that mirror; else model_sync_source (push, or mirror from
+    model_mirror_url). Returns ({host: {source, url, mirror}}, {mirror: [variants]})."""
+    sync, mirrors = {}, {}
+    for h in hosts:
+        hv = hostvars[h]
+        mirror = hv.get("model_site_mirror")
+        if mirror:
+            if mirror not in hostvars:
+                raise RolloutError("host %s: model_site_mirror %r is not a host of the inventory: name the "
+                                   "inventory host that serves this site's releases (it runs the model_mirror role)"
+                                   % (h, mirror))
+            if mirror == h:
+                raise RolloutError("host %s: model_site_mirror names the host itself: a site mirror gets its "
+                                   "releases pushed from the controller; unset model_site_mirror on it" % h)
+            upstream = hostvars[mirror].get("model_site_mirror")
+            if upstream:
+                raise RolloutError("host %s: its site mirror %s pulls from a site mirror too (%s): a site mirror "
+                                   "is stocked from the controller; unset model_site_mirror on %s"
+                                   % (h, mirror, upstream, mirror))
+            sync[h] = {"source": "mirror", "url": _mirror_url(mirror, hostvars[mirror]), "mirror": mirror}
+            variant = hv.get("model_variant")
+            wanted = mirrors.setdefault(mirror, [])
+            if variant not in wanted:
+                wanted.append(variant)
+            continue
+        source = hv.get("model_sync_source", "push")
+        if source not in ("push", "mirror"):
+            raise RolloutError("host %s: model_sync_source %r is not push or mirror" % (h, source))
+        url = str(hv.get("model_mirror_url") or "").rstrip("/")
+        if source == "mirror" and not url:
+            raise RolloutError("host %s: model_sync_source is mirror but model_mirror_url is not set: set the "
+                               "mirror's base URL, or model_site_mirror to the inventory host of its site mirror" % h)
+        sync[h] = {"source": source, "url": url, "mirror": None}
+    return sync, mirrors
 
 
 def planned(the_plan):

@@ -40,6 +40,9 @@ def plan_of(inventory):
         hostvars[h.name] = {"group_names": v["group_names"],
                             "model_upgrade_policy": v.get("model_upgrade_policy"),
                             "model_canary_size": v.get("model_canary_size", 1)}
+        for key in ("model_variant", "model_is_site_mirror", "model_site_mirror", "model_sync_source", "model_mirror_url"):
+            if key in v:
+                hostvars[h.name][key] = v[key]
     return rollout_plan(hosts, hostvars)
 
 
@@ -52,6 +55,12 @@ def test_example_inventory_plan_canary_gpus_immediate_edges_frozen_critical():
     assert plan["frozen"] == ["gpu-h100-crit-01.example.com", "gpu-h100-crit-02.example.com"]
     assert plan["groups"]["gpu_servers"]["policy"] == "canary"
     assert plan["host_group"]["edge-007.branch.example.com"] == "edge_devices"
+    # The branch's site mirror is not upgraded; the edge boxes pull from it, the GPUs are pushed to.
+    assert "mirror.branch.example.com" not in plan["host_group"]
+    assert plan["mirrors"] == {"mirror.branch.example.com": ["gguf-q4_k_m"]}
+    assert plan["sync"]["edge-001.branch.example.com"] == {
+        "source": "mirror", "url": "http://mirror.branch.example.com:8090", "mirror": "mirror.branch.example.com"}
+    assert plan["sync"]["gpu-a100-02.example.com"]["source"] == "push"
 
 
 def test_demo_inventory_plan():
@@ -218,3 +227,51 @@ def test_the_policy_filters_read_real_hostvars_in_a_playbook(tmp_path):
                                        "e2": "not upgraded", "c1": "frozen (drift from pin)"}
     assert msg["summary"]["failed"] == ["g1"] and msg["summary"]["failures"] == ["g1: refused"]
     assert msg["summary"]["plan_rows"] == [{"host": "g1", "action": "upgrade"}, {"host": "e1", "action": "upgrade"}]
+
+
+def _edge(mirror=None, **extra):
+    hv = _hv("immediate", ["edge"])
+    hv["model_variant"] = "gguf-q4_k_m"
+    if mirror:
+        hv["model_site_mirror"] = mirror
+    hv.update(extra)
+    return hv
+
+
+def test_hosts_with_a_site_mirror_pull_from_it_and_the_mirror_is_told_what_to_stock():
+    hv = {"mirror-a": {"group_names": ["site_mirrors"], "model_is_site_mirror": True,
+                       "model_mirror_address": "10.1.0.5", "model_mirror_port": "8091"},
+          "edge-1": _edge("mirror-a"), "edge-2": _edge("mirror-a", model_variant="gguf-q8_0"),
+          "edge-3": _edge("mirror-a"),
+          "gpu-1": dict(_hv("immediate", ["gpu"]), model_variant="fp16"),
+          "far-1": dict(_edge(), model_sync_source="mirror", model_mirror_url="https://m.example.com/r/")}
+    plan = rollout_plan(list(hv), hv)
+    # The mirror serves releases only: it is not upgraded itself.
+    assert "mirror-a" not in rollout.planned(plan) and "mirror-a" not in plan["frozen"]
+    assert plan["mirrors"] == {"mirror-a": ["gguf-q4_k_m", "gguf-q8_0"]}
+    assert plan["sync"]["edge-1"] == {"source": "mirror", "url": "http://10.1.0.5:8091", "mirror": "mirror-a"}
+    assert plan["sync"]["gpu-1"] == {"source": "push", "url": "", "mirror": None}
+    assert plan["sync"]["far-1"] == {"source": "mirror", "url": "https://m.example.com/r", "mirror": None}
+
+
+def test_a_site_mirror_that_also_serves_is_planned_and_its_address_defaults_to_ansible_host():
+    hv = {"gpu-1": dict(_hv("immediate", ["gpu"]), model_variant="gguf-q4_k_m", ansible_host="fe80::1"),
+          "edge-1": _edge("gpu-1")}
+    plan = rollout_plan(list(hv), hv)
+    assert plan["immediate"] == ["gpu-1", "edge-1"]
+    assert plan["sync"]["edge-1"]["url"] == "http://[fe80::1]:8090"
+    assert plan["sync"]["gpu-1"]["source"] == "push"
+
+
+def test_site_mirror_mistakes_are_refused_naming_the_host_and_what_to_do():
+    with pytest.raises(AnsibleFilterError, match="host edge-1: model_site_mirror 'mirror-x' is not a host of the inventory"):
+        rollout_plan(["edge-1"], {"edge-1": _edge("mirror-x")})
+    with pytest.raises(AnsibleFilterError, match="host edge-1: model_site_mirror names the host itself"):
+        rollout_plan(["edge-1"], {"edge-1": _edge("edge-1")})
+    hv = {"edge-1": _edge("edge-2"), "edge-2": _edge("mirror-a"), "mirror-a": {"model_is_site_mirror": True}}
+    with pytest.raises(AnsibleFilterError, match="host edge-1: its site mirror edge-2 pulls from a site mirror too .mirror-a."):
+        rollout_plan(["edge-1", "edge-2"], hv)
+    with pytest.raises(AnsibleFilterError, match="host edge-1: model_sync_source is mirror but model_mirror_url is not set"):
+        rollout_plan(["edge-1"], {"edge-1": _edge(model_sync_source="mirror")})
+    with pytest.raises(AnsibleFilterError, match="host m: model_mirror_port 'http' is not a port number"):
+        rollout_plan(["edge-1"], {"edge-1": _edge("m"), "m": {"model_is_site_mirror": True, "model_mirror_port": "http"}})
