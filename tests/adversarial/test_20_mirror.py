@@ -5,11 +5,10 @@
 """A hostile or broken mirror: endless data, a stall, a drip feed, a transfer killed halfway.
 
 upgrade.yml with model_sync_source=mirror: the controller reads the manifest and its
-signature from model_mirror_url, the host downloads the files from the same URL. The
-controller's 127.0.0.1 and the host's 127.0.0.1 are different machines, so the same URL
-reaches an honest mirror (a plain http.server on the controller's loopback) for the
-metadata and, on edge-01, mirror_server.py misbehaving for the weights: a mirror that
-serves different clients different bytes.
+signature from the repository it resolved the release in, the host downloads the files
+from model_mirror_url, where on edge-01 mirror_server.py misbehaves for the weights. (The
+honest mirror on the controller's 127.0.0.1 serves the same repository to anything on the
+controller that asks for it by URL.)
 """
 
 from __future__ import annotations
