@@ -5,6 +5,8 @@
 #   2. transfer: model_sync against rsync and copy (bench/transfer.sh, fleet "bench");
 #   3. orchestration: upgrade.yml against ping, rollout per step, downtime against the
 #      engine's start time (bench/orchestration.sh, fleet "orch");
+#   3b. scale and site mirrors: upgrade.yml on 6..48 hosts (bench/scale.sh, fleet "scale");
+#      push against one site mirror (bench/mirror.sh, fleet "mbench");
 #   4. vLLM: its start next to llama-server's, a canary rollout to vLLM hosts per step
 #      (bench/vllm_bench.py, fleet "vbench");
 #   5. the latency judge at the default factor: 20 good upgrades (false rollbacks counted)
@@ -35,6 +37,9 @@ bash "$(dirname "${BASH_SOURCE[0]}")/transfer.sh"
 bash "$(dirname "${BASH_SOURCE[0]}")/orchestration.sh"
 
 bash "$(dirname "${BASH_SOURCE[0]}")/scale.sh"
+
+# Site mirrors: bytes leaving the controller and wall time, push vs one site mirror.
+bash "$(dirname "${BASH_SOURCE[0]}")/mirror.sh"
 
 # vLLM: the engine's start next to llama-server's, a canary rollout to vLLM hosts per step.
 python bench/vllm_bench.py
