@@ -223,11 +223,12 @@ def render(res, an):
     lines.append("| bytes leaving the controller | %s | %s | %.2f × |" % (
         cell(a["from_controller_bytes"], size), cell(b["from_controller_bytes"], size),
         b["from_controller_bytes"]["median"] / a["from_controller_bytes"]["median"]))
-    lines.append("| per host, in releases | %.2f | %.2f | |" % (a["from_controller_bytes"]["median"] / rel / p["hosts"],
-                                                               b["from_controller_bytes"]["median"] / rel / p["hosts"]))
+    per_host = [x["from_controller_bytes"]["median"] / rel / p["hosts"] for x in (a, b)]
+    lines.append("| per host, in releases | %.2f | %.2f | |" % tuple(per_host))
     lines.append("| bytes the mirror served | — | %s | |" % cell(b["mirror_tx_bytes"], size))
-    lines.append("| wall time | %s | %s | %.2f × |" % (cell(a["wall_s"], _common.fmt_seconds), cell(b["wall_s"], _common.fmt_seconds),
-                                                     b["wall_s"]["median"] / a["wall_s"]["median"]))
+    walls = (cell(a["wall_s"], _common.fmt_seconds), cell(b["wall_s"], _common.fmt_seconds),
+             b["wall_s"]["median"] / a["wall_s"]["median"])
+    lines.append("| wall time | %s | %s | %.2f × |" % walls)
     notes = [
         "Bytes leaving the controller are the kernel's counters: every byte the containers' network namespaces received "
         "(TCP/IP, SSH and Ansible's module payloads included) minus what the mirror sent; push moves the release once per "
