@@ -129,8 +129,8 @@ def test_hosts_of_a_mirror_that_cannot_be_stocked_are_left_alone_and_the_run_fai
     publish_gguf(site["ansible"], site["base"], site["repo"], "2502", 2, keys.publisher, "b")
     # --check plans the mirror's hosts like any other and changes nothing on the mirror.
     plan = upgrade(site, keys, "--check")
-    rows = dict((m.group(1), m.group(2).split()) for m in re.finditer(r"^\s+((?:gpu|edge|crit)-\d+)\s+(.*)$",
-                                                                     plan.stdout, re.M))
+    row = r"^\s+((?:gpu|edge|crit)-\d+)\s+(.*)$"
+    rows = dict((m.group(1), m.group(2).split()) for m in re.finditer(row, plan.stdout, re.M))
     assert [rows[h][5] for h in EDGES] == ["upgrade"] * 3, plan.stdout[-3000:]
     assert "2502" not in sh(site, MIRROR, "ls %s/%s" % (SERVED, MODEL))
     # The mirror's web server cannot run: the mirror is not stocked.
