@@ -60,3 +60,15 @@ def test_a_real_run_through_ansible_runner_returns_the_refusal_and_the_recap(tmp
     assert "set -e rollback_target=<hosts or group>" in result["stdout"]
     assert fleet_run.exit_code(result) == 1
     assert os.path.isdir(result["artifact_dir"])
+
+
+def test_ee_mode_mounts_paths_where_they_are_and_refuses_a_missing_one(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    opts = fleet_run._ee_options("localhost/ee:1", [str(data), str(data) + ":ro"])
+    assert opts["process_isolation"] and opts["process_isolation_executable"] == "podman"
+    assert opts["container_image"] == "localhost/ee:1"
+    assert opts["container_volume_mounts"] == ["%s:%s:rw" % (data, data), "%s:%s:ro" % (data, data)]
+    assert "--network=host" in opts["container_options"]
+    with pytest.raises(ValueError, match="cannot mount %s/nowhere into the execution environment" % tmp_path):
+        fleet_run._ee_options("localhost/ee:1", [str(tmp_path / "nowhere")])
