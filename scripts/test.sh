@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, ansible-test sanity on the built and installed
 # collection, ansible-lint, the molecule scenarios, and the integration tests against a
-# real local fleet (llama.cpp everywhere), the demo fleet with a real vLLM, and the
-# adversarial suite. Every stage runs and prints its time; the exit code is non-zero if any stage failed.
+# real local fleet (llama.cpp everywhere), the demo fleet with a real vLLM, a rollout
+# inside the execution environment (built with ansible-builder), and the adversarial suite. Every stage runs and prints its time; the exit code is non-zero if any stage failed.
 # The test fleets are torn down at the end, also when a stage fails or the run is
 # interrupted.
 set -euo pipefail
@@ -19,6 +19,8 @@ teardown() {
     python tests/fleet/fleet.py down --name test >/dev/null 2>&1 || true
     python tests/fleet/fleet.py down --name adv >/dev/null 2>&1 || true
     python tests/fleet/fleet.py down --name vllm >/dev/null 2>&1 || true
+    python tests/fleet/fleet.py down --name ee >/dev/null 2>&1 || true
+    python tests/fleet/fleet.py down --name testmirror >/dev/null 2>&1 || true
 }
 trap teardown EXIT
 
@@ -26,7 +28,7 @@ trap teardown EXIT
 # artifacts stage builds llama-server, vLLM and the host image once, ~15 min cold). The
 # whole run must stay under CI's 90 minutes: a stage over its budget is named at the end.
 declare -A BUDGET=([unit]=300 [sanity]=300 [lint]=120 [artifacts]=1500 [molecule]=600
-                   [integration]=1500 [vllm]=1200 [adversarial]=1500)
+                   [integration]=1500 [vllm]=1200 [ee]=900 [adversarial]=1500)
 declare -a PASSED=() FAILED=() OVER=()
 stage() {
     local name="$1"; shift
@@ -93,6 +95,8 @@ if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     stage integration python -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml "${ARTIFACTS}/integration-junit.xml"
     stage vllm       vllm_installed
+    # builds (or reuses) the EE: ~8 min cold, ~2 min when only the collection changed
+    stage ee         python -m pytest -q -p no:cacheprovider tests/ee --junitxml "${ARTIFACTS}/ee-junit.xml"
     stage adversarial python -m pytest -q -p no:cacheprovider tests/adversarial --junitxml "${ARTIFACTS}/adversarial-junit.xml"
 fi
 
