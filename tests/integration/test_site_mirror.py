@@ -157,3 +157,49 @@ def test_hosts_of_a_mirror_that_cannot_be_stocked_are_left_alone_and_the_run_fai
     # Fixed mirror, same run again: it converges.
     upgrade(site, keys)
     assert set(currents(site)[h] for h in EDGES) == {"2502/%s" % VARIANT}
+
+
+def test_a_mirror_whose_port_serves_another_manifest_is_refused_and_its_hosts_are_left_alone(site, keys):
+    publish_gguf(site["ansible"], site["base"], site["repo"], "2503", 3, keys.publisher, "c")
+    # Something else answers on the mirror's port for the mirror itself (a more specific
+    # listen address wins in nginx): the stocked files are right, what is served is not.
+    fake = "/srv/other-site/%s/2503/%s" % (MODEL, VARIANT)
+    sh(site, MIRROR, "mkdir -p %s && echo '{\"version\": \"2503\", \"files\": []}' > %s/manifest.json && "
+       "printf 'server {\\n listen 127.0.0.1:%d;\\n root /srv/other-site;\\n}\\n' > /etc/nginx/conf.d/other.conf && "
+       "nginx -t && systemctl reload nginx" % (fake, fake, PORT))
+    try:
+        run = upgrade(site, keys, check=False)
+        assert run.returncode != 0
+        said = " ".join(run.stdout.split())
+        assert ("%s: the mirror at port %d serves a manifest.json for %s-2503-%s that is not the verified one"
+                % (MIRROR, PORT, MODEL, VARIANT)) in said, run.stdout[-4000:]
+        for h in EDGES:
+            assert ("%s: its site mirror %s was not stocked with %s-2503-%s" % (h, MIRROR, MODEL, VARIANT)) in said
+        now = currents(site)
+        assert [now[h] for h in EDGES] == ["2502/%s" % VARIANT] * 3 and now["gpu-01"] == "2503/%s" % VARIANT, now
+    finally:
+        sh(site, MIRROR, "rm -rf /etc/nginx/conf.d/other.conf /srv/other-site && systemctl reload nginx")
+
+
+def test_a_mirror_that_cannot_be_reached_leaves_its_hosts_alone_and_the_rest_of_the_run_goes_on(site, keys):
+    # The mirror's ssh port, as the controller sees it, is closed (an inventory layered on top).
+    down = site["base"] / "mirror-down.yml"
+    down.write_text(json.dumps({"all": {"hosts": {MIRROR: {"ansible_port": 1}}}}))
+    a = site["ansible"]
+    overrides = upgrade_overrides(a, keys.publisher, site["repo"], site["catalog"])
+    overrides["model_upgrade_policy"] = "immediate"
+    run = Ansible(a.inventories + [str(down)], a.artifacts).playbook(
+        "playbooks/upgrade.yml", "-e", json.dumps(overrides), "-e", "model_mirror_connect_timeout=5", check=False)
+    assert run.returncode != 0
+    said = " ".join(run.stdout.split())
+    # Not an unreachable host that ends the run: the plays after the mirrors ran, and each
+    # edge names the mirror and why.
+    assert "PLAY [Summary]" in run.stdout, run.stdout[-4000:]
+    for h in EDGES:
+        assert ("%s: its site mirror %s was not stocked with %s-2503-%s (Reach the mirror:" % (h, MIRROR, MODEL, VARIANT)) \
+            in said, run.stdout[-4000:]
+    now = currents(site)
+    assert [now[h] for h in EDGES] == ["2502/%s" % VARIANT] * 3, now
+    # Reachable again (and serving the verified manifest again): the edges converge.
+    upgrade(site, keys)
+    assert set(currents(site)[h] for h in EDGES) == {"2503/%s" % VARIANT}
