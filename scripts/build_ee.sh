@@ -57,6 +57,10 @@ if ! podman image exists "${BASE_IMAGE}"; then
                  | grep -v ":${BASE_KEY}$" || true); do
         podman rmi "${old}" >/dev/null 2>&1 || true
     done
+    # and so are their wheels
+    for old in "${CACHE}"/ee-wheels-*; do
+        [[ "${old}" == "${WHEELS}" ]] || rm -rf "${old}"
+    done
 fi
 
 # The collection as users install it: the tarball of ansible-galaxy collection build.
