@@ -129,3 +129,19 @@ def attest_unit(unit, link):
     if not pid:
         raise AttestError("%s has no running main process: nothing serves %s" % (unit, link))
     return check_served(pid, link, unit)
+
+
+def restart_reason(unit, link):
+    """Why unit's engine must be restarted to serve what link points to now ('' when it need
+    not be): the unit is not active, its unit file changed on disk, or its process was
+    started from another release."""
+    state = unit_state(unit)
+    if state != "active":
+        return "%s was %s" % (unit, state or "unknown")
+    if unit_property(unit, "NeedDaemonReload") == "yes":
+        return "the unit file of %s changed on disk" % unit
+    try:
+        attest_unit(unit, link)
+    except AttestError as e:
+        return "the engine did not serve current: %s" % e
+    return ""

@@ -52,9 +52,10 @@ class ReadinessWaiter(object):
     ready), for unit and, when serves is set, attests that the unit's process was started
     from what serves points to."""
 
-    def __init__(self, module, unit=None, serves=None):
+    def __init__(self, module, unit=None, serves=None, params=None):
         self.module = module
-        p = module.params
+        # params: the engine API and ready options, when they are not the module's own
+        self.p = p = params if params is not None else module.params
         self.client = OpenAIClient(p["url"], api_key=p["api_key"], timeout=30)
         self.served_name = p["served_name"]
         self.unit = unit
@@ -76,7 +77,7 @@ class ReadinessWaiter(object):
         return proc.stdout.strip()
 
     def fail_with_journal(self, msg):
-        n = self.module.params["journal_lines"]
+        n = self.p["journal_lines"]
         journal = self.journal(max(n, _ERROR_SCAN_LINES))
         errors = engine_errors(journal)
         if errors:
@@ -86,8 +87,46 @@ class ReadinessWaiter(object):
             msg = "%s\nLast journal lines of %s:\n%s" % (msg, self.unit, tail)
         raise EngineNotReady(msg)
 
+    def poll(self, result):
+        """One look at the engine: '' when it serves (result gets the models, the completion
+        and its latency), else what it answered instead."""
+        p = self.p
+        try:
+            status = self.client.health()
+            if status != 200:
+                return "/health answered HTTP %d (model still loading?)" % status
+            models = self.client.models()
+            result["models"] = models
+            if self.served_name not in models:
+                return "/v1/models lists %s, not %r" % (models, self.served_name)
+            if p["completion"]:
+                text, latency, dummy = self.client.chat(
+                    self.served_name, [{"role": "user", "content": p["prompt"]}], max_tokens=p["max_tokens"])
+                result.update(completion=text, latency_ms=round(latency, 1))
+        except ApiError as e:
+            return str(e)
+        result["ready"] = True
+        return ""
+
+    def attest(self, result):
+        if self.serves:
+            try:
+                result["served_dir"] = attest_unit(self.unit, self.serves)["served_dir"]
+            except AttestError as e:
+                raise EngineNotReady(str(e))
+        return result
+
+    def serves_now(self):
+        """The engine serves now, started from what serves points to (one look, no wait):
+        the result as wait() returns it, or EngineNotReady saying what was seen instead."""
+        result = {"ready": False, "models": []}
+        last = self.poll(result)
+        if last:
+            raise EngineNotReady("engine at %s does not serve %r now: %s" % (self.p["url"], self.served_name, last))
+        return self.attest(result)
+
     def wait(self):
-        p = self.module.params
+        p = self.p
         start = time.monotonic()
         deadline = start + p["timeout"]
         last = "no answer yet"
@@ -111,37 +150,13 @@ class ReadinessWaiter(object):
                         % (self.unit, state))
             else:
                 down_polls = 0
-            try:
-                status = self.client.health()
-                if status != 200:
-                    last = "/health answered HTTP %d (model still loading?)" % status
-                else:
-                    models = self.client.models()
-                    result["models"] = models
-                    if self.served_name not in models:
-                        last = "/v1/models lists %s, not %r" % (models, self.served_name)
-                    elif not p["completion"]:
-                        result["ready"] = True
-                        break
-                    else:
-                        text, latency, dummy = self.client.chat(
-                            self.served_name,
-                            [{"role": "user", "content": p["prompt"]}],
-                            max_tokens=p["max_tokens"])
-                        result.update(ready=True, completion=text,
-                                      latency_ms=round(latency, 1))
-                        break
-            except ApiError as e:
-                last = str(e)
+            last = self.poll(result)
+            if not last:
+                break
             time.sleep(1)
         result["elapsed"] = round(time.monotonic() - start, 2)
         if not result["ready"]:
             self.fail_with_journal(
                 "engine at %s did not become ready serving %r within %ds; last: %s"
                 % (p["url"], self.served_name, p["timeout"], last))
-        if self.serves:
-            try:
-                result["served_dir"] = attest_unit(self.unit, self.serves)["served_dir"]
-            except AttestError as e:
-                raise EngineNotReady(str(e))
-        return result
+        return self.attest(result)

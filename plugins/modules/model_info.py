@@ -20,8 +20,15 @@ description:
   - With O(engine_install), also compares the engine's installation on the host with what
     the P(modelops.fleet.inference_server#role) role would install and returns what differs in
     RV(engine_drift); the upgrade skips the engine's configuration when nothing does.
-  - Read-only. Does not hash model files (use M(modelops.fleet.model_verify) for that) and
-    does not fail when O(model_root) does not exist.
+  - With O(converge), also tells whether the host already is where an upgrade to that release
+    would leave it (RV(converged)) - C(current) points to the release, whose C(manifest.json)
+    is the verified one and whose files match it (through the hash cache, so an unchanged
+    release costs a stat per file), the engine's unit is active, was started from that
+    release and answers a completion, the engine's installation has not drifted, the host
+    lock is free and the metrics file says what M(modelops.fleet.model_metrics) would write.
+    The upgrade then has nothing to do on the host and spends no other round trip on it.
+  - Read-only. Without O(converge), does not hash model files (use
+    M(modelops.fleet.model_verify) for that); does not fail when O(model_root) does not exist.
   - Runs on the target with the Python standard library only.
 options:
   model_name:
@@ -83,8 +90,64 @@ options:
             description: The file's group (a group name).
             type: str
             default: root
+  converge:
+    description:
+      - The release an upgrade would leave the host on, and how its engine is reached. The
+        result says in RV(converged) whether the host is there already and serves it, and in
+        RV(converge_reason) why not. Needs O(model_name).
+    type: dict
+    suboptions:
+      version:
+        description: The release's version.
+        type: str
+        required: true
+      variant:
+        description: The release's variant.
+        type: str
+        required: true
+      manifest_sha256:
+        description:
+          - SHA-256 of the release's verified C(manifest.json) (as M(modelops.fleet.model_release_info)
+            returns it after checking its signature on the controller); the host's copy must be
+            byte for byte that manifest.
+        type: str
+        required: true
+      unit:
+        description: The engine's systemd unit.
+        type: str
+        required: true
+      url:
+        description: Base URL of the engine's OpenAI-compatible API, as seen from the host.
+        type: str
+        default: http://127.0.0.1:8080
+      served_name:
+        description: The model name the engine must list in C(/v1/models).
+        type: str
+        required: true
+      api_key:
+        description: Bearer token for the engine's API, if it needs one.
+        type: str
+      completion:
+        description: Also ask for one real completion (not only C(/health) and C(/v1/models)).
+        type: bool
+        default: true
+      prompt:
+        description: The prompt of that completion.
+        type: str
+        default: What is the capital of France? Answer in one word.
+      max_tokens:
+        description: Token limit of that completion.
+        type: int
+        default: 16
+      metrics_path:
+        description:
+          - The node_exporter textfile M(modelops.fleet.model_metrics) writes for the model; the host
+            counts as converged only when that file already says what model_metrics would write now.
+            Omit it when the upgrade writes no metrics.
+        type: path
 seealso:
   - module: modelops.fleet.model_activate
+  - module: modelops.fleet.model_switch
 extends_documentation_fragment:
   - modelops.fleet.attributes
   - modelops.fleet.attributes.read_only
@@ -104,6 +167,18 @@ EXAMPLES = r"""
   modelops.fleet.model_info:
     model_name: qwen3-4b-instruct
     ledger_lines: 50
+
+- name: Is the host already on 2507 and serving it (nothing for an upgrade to do)?
+  modelops.fleet.model_info:
+    model_name: qwen3-4b-instruct
+    converge:
+      version: "2507"
+      variant: gguf-q4_k_m
+      manifest_sha256: "{{ release.manifest_sha256 }}"
+      unit: modelops-inference.service
+      served_name: qwen3-4b-instruct
+  register: host_info
+  # host_info.converged, and host_info.converge_reason says why not
 
 - name: Does the engine's installation match what the inference_server role installs?
   modelops.fleet.model_info:
@@ -181,21 +256,52 @@ lock:
   description: Who holds the host lock now (pid, host, started, purpose), or null when it is free.
   returned: always
   type: dict
+converged:
+  description: Whether the host is already on the release of O(converge) and its engine serves it (see the description).
+  returned: when O(converge) is given
+  type: bool
+  sample: true
+converge_reason:
+  description: What was seen - why the host is not converged (the first thing that differs), or what it serves.
+  returned: when O(converge) is given
+  type: str
+  sample: current is 2411/gguf-q4_k_m, not 2507/gguf-q4_k_m
 """
 
+import hashlib
 import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import restart_reason
 from ansible_collections.modelops.fleet.plugins.module_utils._engine_install import ENGINE_INSTALL_SPEC, engine_drift
+from ansible_collections.modelops.fleet.plugins.module_utils._files import HashCache, default_cache_path
 from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import lock_holder
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     HostStateError, Ledger, installed_releases, list_models, read_link, release_rel, tree_size, utc_iso,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._release import MANIFEST
+from ansible_collections.modelops.fleet.plugins.module_utils._metrics import MetricsError, collect
+from ansible_collections.modelops.fleet.plugins.module_utils._release import (
+    MANIFEST, ReleaseError, load_manifest_bytes, verify_tree,
+)
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
+from ansible_collections.modelops.fleet.plugins.module_utils._ready import EngineNotReady, ReadinessWaiter
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import model_store_spec
+
+CONVERGE_SPEC = dict(
+    version=dict(type="str", required=True),
+    variant=dict(type="str", required=True),
+    manifest_sha256=dict(type="str", required=True),
+    unit=dict(type="str", required=True),
+    url=dict(type="str", default="http://127.0.0.1:8080"),
+    served_name=dict(type="str", required=True),
+    api_key=dict(type="str", no_log=True),
+    completion=dict(type="bool", default=True),
+    prompt=dict(type="str", default="What is the capital of France? Answer in one word."),
+    max_tokens=dict(type="int", default=16, no_log=False),
+    metrics_path=dict(type="path"),
+)
 
 
 class HostInfo(object):
@@ -243,6 +349,51 @@ class HostInfo(object):
                 "previous": self.link(model_dir, "previous"), "releases": releases,
                 "bytes": sum(r["bytes"] for r in releases)}
 
+    def converge(self, c, drift, holder):
+        """'' when the host is already on c's release and its engine serves it (an upgrade to
+        it has nothing to do), else the first thing that differs. Cheapest checks first."""
+        model = self.module.params["model_name"]
+        if holder is not None:
+            return "the host lock is held (%s): another run is changing this host" % (
+                holder.get("purpose") or holder.get("raw") or "by another process")
+        if drift:
+            return "the engine's installation differs from what the inference_server role installs"
+        model_dir = os.path.join(self.root, model)
+        want = release_rel(c["version"], c["variant"])
+        current = self.link(model_dir, "current") if os.path.isdir(model_dir) else None
+        if current != want:
+            return "current is %s, not %s" % (current or "nothing", want)
+        rdir = os.path.join(model_dir, c["version"], c["variant"])
+        try:
+            with open(os.path.join(rdir, MANIFEST), "rb") as f:
+                raw = f.read()
+            if hashlib.sha256(raw).hexdigest() != c["manifest_sha256"].lower():
+                return "%s is not the verified manifest of %s (sha256 %s, expected %s)" % (
+                    os.path.join(rdir, MANIFEST), want, hashlib.sha256(raw).hexdigest(), c["manifest_sha256"])
+            # The hash cache makes this a stat per file; it is read, never written, here.
+            verify_tree(rdir, load_manifest_bytes(raw), cache=HashCache(default_cache_path(rdir)))
+        except (OSError, ReleaseError) as e:
+            return str(e)
+        link = os.path.join(model_dir, "current")
+        reason = restart_reason(c["unit"], link)
+        if reason:
+            return reason
+        try:
+            ReadinessWaiter(self.module, c["unit"], params=c).serves_now()
+        except EngineNotReady as e:
+            return str(e)
+        if c["metrics_path"]:
+            try:
+                content = collect(dict(model_root=self.root, model_name=model, result=None, time=None, probe=None,
+                                       path=c["metrics_path"]), self.module.warn)[0]
+                with open(c["metrics_path"], "r") as f:
+                    written = f.read()
+            except (OSError, UnicodeDecodeError, MetricsError, HostStateError) as e:
+                return "the metrics file %s cannot be read: %s" % (c["metrics_path"], e)
+            if written != content:
+                return "the metrics file %s is not up to date" % c["metrics_path"]
+        return ""
+
     def run(self):
         p = self.module.params
         result = dict(changed=False, model_root=self.root, models=[], disk=self.disk(),
@@ -253,6 +404,8 @@ class HostInfo(object):
             result["engine_drift"] = engine_drift(p["engine_install"])
         if not os.path.isdir(self.root):
             result["msg"] = "model_root %s does not exist: no models on this host" % self.root
+            if p["converge"] is not None:
+                result.update(converged=False, converge_reason=result["msg"])
             return result
         names = list_models(self.root)
         if p["model_name"] is not None:
@@ -270,6 +423,12 @@ class HostInfo(object):
             events = [e for e in events if e.get("model") in (None, p["model_name"])]
         result["ledger"] = [dict(e) for e in events[-p["ledger_lines"]:]] if p["ledger_lines"] else []
         result["lock"] = lock_holder(self.root)
+        if p["converge"] is not None:
+            why = self.converge(p["converge"], result.get("engine_drift"), result["lock"])
+            c = p["converge"]
+            result["converged"] = not why
+            result["converge_reason"] = why or "current is %s and %s serves it" % (
+                release_rel(c["version"], c["variant"]), c["unit"])
         if p["model_name"] is not None and not names:
             result["msg"] = "model %s is not installed under %s" % (p["model_name"], self.root)
         else:
@@ -284,7 +443,9 @@ def main():
             model_name=dict(type="str"),
             ledger_lines=dict(type="int", default=20),
             engine_install=dict(type="dict", options=ENGINE_INSTALL_SPEC),
+            converge=dict(type="dict", options=CONVERGE_SPEC),
         ),
+        required_by=dict(converge="model_name"),
         supports_check_mode=True,
     )
     run_and_exit(module, lambda: HostInfo(module).run(), HostStateError,

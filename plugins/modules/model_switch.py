@@ -172,7 +172,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.modelops.fleet.plugins.module_utils._activate import ActivateError, Activator, fmt
-from ansible_collections.modelops.fleet.plugins.module_utils._attest import AttestError, attest_unit, unit_property, unit_state
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import restart_reason, unit_property
 from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostStateError
 from ansible_collections.modelops.fleet.plugins.module_utils._ready import EngineNotReady, ReadinessWaiter
@@ -211,15 +211,9 @@ class Switcher(object):
         was seen that says it need not be)."""
         if self.module.params["restart"] == "always":
             return "restart=always", None
-        state = unit_state(self.unit)
-        if state != "active":
-            return "%s was %s" % (self.unit, state or "unknown"), None
-        if unit_property(self.unit, "NeedDaemonReload") == "yes":
-            return "the unit file of %s changed on disk" % self.unit, None
-        try:
-            attest_unit(self.unit, self.link)
-        except AttestError as e:
-            return "the engine did not serve current: %s" % e, None
+        reason = restart_reason(self.unit, self.link)
+        if reason:
+            return reason, None
         return None, "%s is active and was started from %s" % (self.unit, current)
 
     def decide(self, old_cur, result):

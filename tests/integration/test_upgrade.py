@@ -88,6 +88,44 @@ def test_bootstrap_then_good_v2_canary_first_frozen_untouched_then_nothing(ansib
     # run spent no round trip on their configuration.
     assert "inference_server : Install llama-server" not in again.stdout, again.stdout[-3000:]
     assert "inference_server : Install the systemd unit" not in again.stdout
+    # Every upgraded host was already on 2412 and served it: model_info's one read said so
+    # and no other module ran on it (no sync, no switch, no metrics write).
+    assert_no_op(again.stdout)
+
+
+# The tasks an upgrade runs on a host that is not already where it should be.
+HOST_STEPS = ["model_upgrade : Make the release present on the host",
+              "model_upgrade : Switch to the new version and restart the engine on it",
+              "model_upgrade : Publish the host's model metrics for node_exporter"]
+
+
+def assert_no_op(out):
+    for step in HOST_STEPS:
+        assert "TASK [modelops.fleet.%s" % step not in out, (step, out[-3000:])
+    assert re.search(r"TASK \[modelops.fleet.model_upgrade : Stop working on the host that already serves", out), \
+        out[-3000:]
+
+
+def test_a_damaged_release_on_a_host_is_not_taken_for_done(ansible, keys, release_env):
+    # After the test above every host serves 2412 and a run has nothing to do. A file of
+    # gpu-02's served release is changed on the host (same size, so only its hash tells).
+    damage = ("cd /srv/models/%s/2412/%s && chmod u+w generation_config.json && "
+              "printf '{' | dd of=generation_config.json bs=1 seek=1 conv=notrunc status=none && "
+              "chmod 0444 generation_config.json" % (MODEL, VARIANT))
+    ansible.adhoc("gpu-02", "-m", "ansible.builtin.shell", "-a", damage)
+    run = upgrade(ansible, keys, release_env)
+    changed = dict((h, c["changed"]) for h, c in recap(run.stdout).items() if h in ALL)
+    # gpu-02 alone went through the upgrade: the release was synced again (verified
+    # against the signed manifest) and the engine restarted on the intact copy.
+    assert [h for h, n in changed.items() if n] == ["gpu-02"], (changed, run.stdout[-3000:])
+    assert "TASK [modelops.fleet.%s" % HOST_STEPS[0] in run.stdout
+    # The damage put "{{" where the JSON has '{"': the served copy is the signed bytes again.
+    head = ansible.adhoc("gpu-02", "-m", "ansible.builtin.shell", "-a",
+                         "head -c 2 /srv/models/%s/current/generation_config.json" % MODEL).stdout
+    assert re.search(r'^\{"$', head, re.M), head
+    assert currents(ansible)["gpu-02"] == "2412/%s" % VARIANT
+    # And now it is done: the next run is a no-op again.
+    assert_no_op(upgrade(ansible, keys, release_env).stdout)
 
 
 def main_pids(ansible):
