@@ -52,6 +52,15 @@ def switch_time(res, host):
     return {"median": median, "min": per_round[0], "max": per_round[-1], "n": n}
 
 
+def _steps(spans, names=("sync", "restart", "metrics")):
+    """The no-op's per-host module steps added up, as a summary dict (median, min and max each
+    the sum of the steps' own); None when none of them ran."""
+    found = [spans[n] for n in names if spans.get(n)]
+    if not found:
+        return None
+    return dict((k, sum(f[k] for f in found)) for k in ("median", "min", "max"))
+
+
 def rows(before, after):
     b, a = before["summary"], after["summary"]
     out = [
@@ -62,6 +71,8 @@ def rows(before, after):
          str(a["noop"]["tasks_per_host"].get("gpu-02"))),
         ("No-op: configure step (the engine's installation)", mm(b["noop"]["spans"].get("configure")),
          mm(a["noop"]["spans"].get("configure"))),
+        ("No-op: sync, switch and metrics steps (a module call each per host)", mm(_steps(b["noop"]["spans"])),
+         mm(_steps(a["noop"]["spans"]))),
         ("No-op: per-host tasks other than the steps", mm(b["noop"]["spans"].get("other")),
          mm(a["noop"]["spans"].get("other"))),
         ("Canary rollout, wall time", mm(b["rollout"]["wall_s"]), mm(a["rollout"]["wall_s"])),
