@@ -29,6 +29,12 @@ def rollout_plan(hosts, hostvars):
 
 
 @_wrap
+def rollout_plays(the_plan, hostvars, check_mode=False):
+    """[host, play group] for the hosts that have something to do (canaries, then the rest)."""
+    return _rollout.plays(the_plan, hostvars, check_mode)
+
+
+@_wrap
 def rollout_hold(host, the_plan, hostvars):
     """Why host's group is left alone ('' when it is not): a canary that did not end upgraded."""
     return _rollout.canary_hold(the_plan, hostvars, host)
@@ -50,6 +56,7 @@ class FilterModule(object):
     def filters(self):
         return {
             "rollout_plan": rollout_plan,
+            "rollout_plays": rollout_plays,
             "rollout_hold": rollout_hold,
             "rollout_budget_spent": rollout_budget_spent,
             "rollout_summary": rollout_summary,

@@ -145,6 +145,22 @@ def planned(the_plan):
     return the_plan["canary"] + the_plan["rest"] + the_plan["immediate"]
 
 
+def plays(the_plan, hostvars, check_mode=False):
+    """[host, group] for each host that has something to do, in play order: canaries to
+    modelops_canary, the rest (and immediate groups) to modelops_rest. A planned host whose
+    read said it already serves the release (the host var modelops_converged) has nothing to
+    do, and one whose read failed (status failed) is given up: neither is in a play. In check
+    mode every planned host is, so that the plan lists it."""
+    out = []
+    for hosts, group in ((the_plan["canary"], "modelops_canary"),
+                         (the_plan["rest"] + the_plan["immediate"], "modelops_rest")):
+        for h in hosts:
+            done = _truthy((hostvars.get(h) or {}).get("modelops_converged", False)) or _status(hostvars, h) == "failed"
+            if check_mode or not done:
+                out.append([h, group])
+    return out
+
+
 def _status(hostvars, host):
     return (hostvars.get(host) or {}).get("model_upgrade_status")
 

@@ -21,6 +21,7 @@ from ansible_collections.modelops.fleet.plugins.filter.rollout_plan import (
     rollout_budget_spent,
     rollout_hold,
     rollout_plan,
+    rollout_plays,
     rollout_summary,
 )
 from ansible_collections.modelops.fleet.plugins.filter.text_table import text_table
@@ -118,6 +119,20 @@ def test_a_failed_canary_holds_its_own_group_only():
     assert rollout_hold("gpu-2", plan, hv) == "canary gpu-1 of group gpu was not upgraded: the group is left alone"
     with pytest.raises(AnsibleFilterError, match="host nowhere is not in the rollout plan"):
         rollout_hold("nowhere", plan, hv)
+
+
+def test_hosts_that_already_serve_the_release_or_could_not_be_read_are_in_no_play():
+    plan, hv = _fleet()
+    every = [[h, "modelops_canary"] for h in plan["canary"]] + [
+        [h, "modelops_rest"] for h in plan["rest"] + plan["immediate"]]
+    assert rollout_plays(plan, hv) == every and plan["frozen"][0] not in str(every)
+    hv["gpu-1"]["modelops_converged"] = True      # a canary already on the release
+    hv["edge-1"]["modelops_converged"] = "True"   # as a templated fact may come back
+    hv["gpu-3"]["model_upgrade_status"] = "failed"  # its read failed: given up
+    hv["npu-2"]["modelops_converged"] = False
+    assert rollout_plays(plan, hv) == [p for p in every if p[0] not in ("gpu-1", "edge-1", "gpu-3")]
+    # --check plans every host, whatever its read said
+    assert rollout_plays(plan, hv, True) == every
 
 
 def test_the_failure_budget_counts_failed_and_unfinished_hosts_of_the_planned_ones():
