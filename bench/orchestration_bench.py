@@ -63,7 +63,7 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 UNIT = "modelops-inference"
 
 # Goals from the issue.
-NOOP_RATIO_GOAL = 3.0        # no-op upgrade.yml wall time / ping wall time, at most
+NOOP_RATIO_GOAL = 1.5        # no-op upgrade.yml wall time / ping wall time, at most (issue 16)
 DOWNTIME_SLACK_GOAL = 1.0    # downtime per host <= engine start time + this many seconds
 
 # The steps of a rollout in the order of the docs table and the chart: key, its name in the chart, its bar colour
@@ -837,7 +837,7 @@ def notes(res, an):
                     no["ratio"], n_hosts, fmt_seconds(no["noop_wall_s"]["median"]), fmt_seconds(no["ping_wall_s"]["median"]),
                     fmt_seconds(no["per_host_overhead_s"])))
         if no["goal_met"]:
-            text += "Within the goal of %.1f ×." % NOOP_RATIO_GOAL
+            text += "Within the goal of %.1f ×. " % NOOP_RATIO_GOAL
         else:
             text += ("**Misses** the goal of %.1f ×: it would have to finish in %s, %s (%.0f%%) less. " % (
                 NOOP_RATIO_GOAL, fmt_seconds(no["needed_s"]), fmt_seconds(no["noop_wall_s"]["median"] - no["needed_s"]),
