@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import MODEL, VARIANT, fresh_hosts, publish_gguf, recap, upgrade_overrides
+from conftest import MODEL, VARIANT, Ansible, fresh_hosts, publish_gguf, recap, upgrade_overrides
 
 ALL = ["gpu-01", "gpu-02", "edge-01", "edge-02", "edge-03", "crit-01"]
 # A row of the --check plan table (a literal block of the debug output, one line per host)
@@ -130,6 +130,27 @@ def test_a_damaged_release_on_a_host_is_not_taken_for_done(ansible, keys, releas
     assert currents(ansible)["gpu-02"] == "2412/%s" % VARIANT
     # And now it is done: the next run is a no-op again.
     assert_no_op(upgrade(ansible, keys, release_env).stdout)
+
+
+def test_a_host_that_cannot_be_read_is_given_up_and_named_and_the_rest_goes_on(ansible, keys, release_env, tmp_path):
+    # edge-02's inventory names a Python that is not there: its one read fails (not an
+    # unreachable host). The fleet is on 2412 (the tests above).
+    broken = tmp_path / "broken-python.yml"
+    broken.write_text(json.dumps({"all": {"hosts": {"edge-02": {"ansible_python_interpreter": "/nonexistent/python3"}}}}))
+    layered = Ansible(ansible.inventories + [str(broken)], ansible.artifacts)
+    overrides = upgrade_overrides(ansible, keys.publisher, release_env["repo"], release_env["catalog"])
+    run = layered.playbook("playbooks/upgrade.yml", "-e", json.dumps(overrides), check=False)
+    said = " ".join(run.stdout.split())
+    assert run.returncode != 0, run.stdout[-3000:]
+    # Given up and named in the summary, with the task and the reason; the others were
+    # read, found serving 2412 and left alone.
+    assert "rollout of %s failed on edge-02 " % MODEL in said, run.stdout[-3000:]
+    assert re.search(r"edge-02: could not be read before the upgrade \(Read what the host serves now and how its "
+                     r"engine is installed: .*nonexistent/python3", said), run.stdout[-3000:]
+    assert re.search(r"^\s+edge-02: failed$", run.stdout, re.M) and re.search(r"^\s+edge-01: upgraded$", run.stdout, re.M)
+    assert_no_op(run.stdout)
+    now = currents(ansible)
+    assert now.pop("crit-01") == "2411/%s" % VARIANT and set(now.values()) == {"2412/%s" % VARIANT}, now
 
 
 def main_pids(ansible):
