@@ -243,8 +243,11 @@ def scale_notes(res, an):
                          if "upgrade" in sl else "", res["params"]["forks"]))
     notes.append("What changes at 1000 hosts: the weights. These upgrades move a few hundred bytes per host; a new 4 GB model "
                  "pushed from the controller (`model_sync` push) is 4 TB of controller egress, so large fleets pull from a "
-                 "mirror (`model_sync` with `source: mirror`), ideally one per site (issue 18). The per-host "
-                 "round trips (model_info, sync, switch, metrics, the probes) stay the per-host cost above.")
+                 "mirror (`model_sync` with `source: mirror`), or from a site mirror (the `model_mirror` role). A host "
+                 "with nothing to do costs one module round trip (the run's read, `model_info` with `converge`, which "
+                 "asks its engine for one short completion: on this machine every host's engine computes it on the "
+                 "same 2 CPUs as the controller, on a real fleet on its own); a host that is upgraded adds the sync, "
+                 "the switch, the probes and the metrics.")
     notes.append("In AWX: split the inventory across job slices (each slice is its own ansible-playbook, on its own execution "
                  "node), keep `model_max_fail_percentage` meaningful per slice, and give the job's container CPU in proportion "
                  "to forks: the per-host cost above is controller CPU.")
