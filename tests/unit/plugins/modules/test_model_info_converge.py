@@ -20,7 +20,9 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import Ho
 
 from test_model_info import tree
 
-MODEL, VARIANT, UNIT = "qwen3-4b-instruct", "gguf-q4_k_m", "modelops-inference.service"
+MODEL = "qwen3-4b-instruct"
+VARIANT = "gguf-q4_k_m"
+UNIT = "modelops-inference.service"
 
 SYSTEMCTL = """#!/bin/sh
 # stand-in systemctl for the unit tests: answers from the files in $MODELOPS_STUB_SYSTEMD
