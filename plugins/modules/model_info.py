@@ -367,9 +367,10 @@ class HostInfo(object):
         try:
             with open(os.path.join(rdir, MANIFEST), "rb") as f:
                 raw = f.read()
-            if hashlib.sha256(raw).hexdigest() != c["manifest_sha256"].lower():
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest != c["manifest_sha256"].lower():
                 return "%s is not the verified manifest of %s (sha256 %s, expected %s)" % (
-                    os.path.join(rdir, MANIFEST), want, hashlib.sha256(raw).hexdigest(), c["manifest_sha256"])
+                    os.path.join(rdir, MANIFEST), want, digest, c["manifest_sha256"])
             # The hash cache makes this a stat per file; it is read, never written, here.
             verify_tree(rdir, load_manifest_bytes(raw), cache=HashCache(default_cache_path(rdir)))
         except (OSError, ReleaseError) as e:
