@@ -25,7 +25,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
 from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import SuiteError
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
 from ansible_collections.modelops.fleet.plugins.plugin_utils._action_module import ModuleAction
-from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import apply_similarity, load_suite
+from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import apply_similarity, judged_on_controller, load_suite
 
 
 class ActionModule(ModuleAction):
@@ -49,6 +49,11 @@ class ActionModule(ModuleAction):
         fail = valid["fail_on_failure"]
         args["suite"] = json.dumps(suite)
         args["fail_on_failure"] = False
+        # The module records the gate when its verdict is the whole verdict; with assertions
+        # judged here, only after they passed (a second, short call).
+        gate_here = valid["gate"] and judged_on_controller(suite["probes"])
+        if gate_here:
+            args.pop("gate", None)
         mod = self.run_module(args, task_vars)
         runs = mod.pop("_probe_runs", None)
         result.update(mod)
@@ -70,4 +75,10 @@ class ActionModule(ModuleAction):
                           skipped_assertions=skipped_summary(results))
         if not result["passed"] and fail:
             result.update(failed=True, msg=failure_message(result["probes"], task_vars.get("inventory_hostname")))
+        elif result["passed"] and gate_here:
+            args["gate"] = valid["gate"]
+            gate = self.run_module(args, task_vars, _gate_only=True)
+            if gate.get("failed"):
+                result.update(failed=True, msg=gate.get("msg"))
+            result.update(gate_event=gate.get("gate_event"), changed=result.get("changed") or gate.get("changed"))
         return result

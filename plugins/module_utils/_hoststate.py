@@ -210,6 +210,22 @@ class LatencyHistory(object):
 
 # --------------------------------------------------------------------------- links
 
+def gate_pending(events, model, release):
+    """Whether ``release`` (version/variant) of ``model`` still waits for its probe gate: the
+    last ledger event that made it current (``activate`` or ``rollback``) is not followed by a
+    ``gate`` event for it (written by model_probe when a suite gating that release passed).
+    A release the ledger has no word of (a ledger that lost its events) waits too: probing it
+    again costs one suite, keeping an unprobed one could keep a bad version."""
+    for event in reversed(events):
+        if event.get("model") != model:
+            continue
+        if event.get("action") == "gate" and event.get("release") == release:
+            return False
+        if event.get("action") in ("activate", "rollback") and event.get("to") == release:
+            return True
+    return True
+
+
 def release_rel(version, variant):
     return "%s/%s" % (version, variant)
 

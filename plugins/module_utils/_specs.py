@@ -74,6 +74,9 @@ def probe_argument_spec():
         timeout=dict(type="int", default=60),
         require_baseline=dict(type="bool", default=False),
         fail_on_failure=dict(type="bool", default=True),
+        gate=dict(type="str"),
+        # internal: the action plugin judged the suite on the controller; only record O(gate)
+        _gate_only=dict(type="bool"),
     )
     return spec
 

@@ -145,6 +145,16 @@ options:
             counts as converged only when that file already says what model_metrics would write now.
             Omit it when the upgrade writes no metrics.
         type: path
+      gate:
+        description:
+          - Count the release as done only when it passed its probe gate since it was made
+            current - a C(gate) event of M(modelops.fleet.model_probe) (its O(modelops.fleet.model_probe#module:gate)
+            option) follows the C(activate) or C(rollback) event that made it current in the
+            host ledger. Then RV(gate_pending) says whether the upgrade must probe it.
+          - Without it, a run that ended between the engine's restart and the probes leaves a
+            version that the next run takes for done without ever probing it.
+        type: bool
+        default: false
 seealso:
   - module: modelops.fleet.model_activate
   - module: modelops.fleet.model_switch
@@ -261,6 +271,14 @@ converged:
   returned: when O(converge) is given
   type: bool
   sample: true
+gate_pending:
+  description:
+    - With O(converge.gate), whether the release of O(converge) is current but has not passed
+      its probe gate since it was made current (the upgrade probes it again, even when nothing
+      else is left to do).
+  returned: when O(converge) is given
+  type: bool
+  sample: false
 converge_reason:
   description: What was seen - why the host is not converged (the first thing that differs), or what it serves.
   returned: when O(converge) is given
@@ -279,7 +297,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._engine_install imp
 from ansible_collections.modelops.fleet.plugins.module_utils._files import HashCache, default_cache_path
 from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import lock_holder
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
-    HostStateError, Ledger, installed_releases, list_models, read_link, release_rel, tree_size, utc_iso,
+    HostStateError, Ledger, gate_pending, installed_releases, list_models, read_link, release_rel, tree_size, utc_iso,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._metrics import MetricsError, collect
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
@@ -301,6 +319,7 @@ CONVERGE_SPEC = dict(
     prompt=dict(type="str", default="What is the capital of France? Answer in one word."),
     max_tokens=dict(type="int", default=16, no_log=False),
     metrics_path=dict(type="path"),
+    gate=dict(type="bool", default=False),
 )
 
 
@@ -349,7 +368,17 @@ class HostInfo(object):
                 "previous": self.link(model_dir, "previous"), "releases": releases,
                 "bytes": sum(r["bytes"] for r in releases)}
 
-    def converge(self, c, drift, holder):
+    def gate_pending(self, c, events):
+        """Whether c's release is current and still waits for its probe gate (see gate_pending)."""
+        if not c["gate"]:
+            return False
+        model = self.module.params["model_name"]
+        want = release_rel(c["version"], c["variant"])
+        model_dir = os.path.join(self.root, model)
+        current = self.link(model_dir, "current") if os.path.isdir(model_dir) else None
+        return current == want and gate_pending(events, model, want)
+
+    def converge(self, c, drift, holder, pending):
         """'' when the host is already on c's release and its engine serves it (an upgrade to
         it has nothing to do), else the first thing that differs. Cheapest checks first."""
         model = self.module.params["model_name"]
@@ -363,6 +392,10 @@ class HostInfo(object):
         current = self.link(model_dir, "current") if os.path.isdir(model_dir) else None
         if current != want:
             return "current is %s, not %s" % (current or "nothing", want)
+        if pending:
+            return ("%s is current but has not passed its probe gate since it was made current (a run ended "
+                    "between the engine's restart and the probes, or the ledger has no gate event for it): "
+                    "the upgrade probes it before it counts as done" % want)
         rdir = os.path.join(model_dir, c["version"], c["variant"])
         try:
             with open(os.path.join(rdir, MANIFEST), "rb") as f:
@@ -406,7 +439,7 @@ class HostInfo(object):
         if not os.path.isdir(self.root):
             result["msg"] = "model_root %s does not exist: no models on this host" % self.root
             if p["converge"] is not None:
-                result.update(converged=False, converge_reason=result["msg"])
+                result.update(converged=False, converge_reason=result["msg"], gate_pending=False)
             return result
         names = list_models(self.root)
         if p["model_name"] is not None:
@@ -425,8 +458,9 @@ class HostInfo(object):
         result["ledger"] = [dict(e) for e in events[-p["ledger_lines"]:]] if p["ledger_lines"] else []
         result["lock"] = lock_holder(self.root)
         if p["converge"] is not None:
-            why = self.converge(p["converge"], result.get("engine_drift"), result["lock"])
             c = p["converge"]
+            result["gate_pending"] = self.gate_pending(c, events)
+            why = self.converge(c, result.get("engine_drift"), result["lock"], result["gate_pending"])
             result["converged"] = not why
             result["converge_reason"] = why or "current is %s and %s serves it" % (
                 release_rel(c["version"], c["variant"]), c["unit"])

@@ -87,6 +87,18 @@ options:
     description: Fail the task, naming each failing probe and why, when the suite does not pass.
     type: bool
     default: true
+  gate:
+    description:
+      - The release this run of the suite gates, as C(<version>/<variant>) (needs O(model_name)).
+        When the whole suite passes (including the assertions judged on the controller), a
+        C(gate) event for it is written to the host ledger, and RV(gate_event) returns it.
+      - The C(converge.gate) check of M(modelops.fleet.model_info) counts a release as done only when such an event follows the event that made it
+        current, so a run that ended between the engine's restart and the probes does not
+        leave an unprobed version that the next run takes for done.
+      - The C(modelops.fleet.model_upgrade) role sets it on the last gate of an upgrade (after
+        the soak on canaries).
+      - Not written in check mode, or when the suite fails.
+    type: str
 extends_documentation_fragment:
   - modelops.fleet.attributes
   - modelops.fleet.attributes.action
@@ -153,6 +165,12 @@ latency:
   returned: always
   type: dict
   sample: {p50_ms: 812.0, p90_ms: 1430.5}
+gate_event:
+  description: The C(gate) event written to the ledger for O(gate) (the suite passed), else null.
+  returned: always
+  type: dict
+  sample: {action: gate, model: qwen3-4b-instruct, release: 2507/fp16, suite: smoke, served: qwen3-4b-instruct,
+           time: "2026-12-06T07:30:00Z"}
 baseline:
   description: The baseline used (O(baseline=compare)) or recorded (O(baseline=record)), else null.
   returned: always
@@ -217,9 +235,35 @@ def record_history(module, history, p, probes, results):
         module.warn("the latency samples were not added to %s: %s" % (history.path, e))
 
 
+def suite_name(raw):
+    try:
+        return json.loads(raw).get("name")
+    except (ValueError, AttributeError):
+        return None
+
+
+def record_gate(module, p, name, out=None):
+    """Write the gate event of p['gate'] (the suite passed) to the ledger and return it."""
+    event = {"action": "gate", "model": p["model_name"], "release": p["gate"], "suite": name,
+             "served": p["served_name"]}
+    if module.check_mode:
+        return event
+    try:
+        with HostLock(p["model_root"], timeout=30, purpose="model_probe gate"):
+            return Ledger(p["model_root"]).append(event)
+    except HostStateError as e:
+        module.fail_json(msg="the suite passed, but its gate of %s could not be recorded in the ledger under %s: %s; "
+                             "the next run probes %s again" % (p["gate"], p["model_root"], e, p["gate"]), **(out or {}))
+
+
 def main():
     module = AnsibleModule(argument_spec=probe_argument_spec(), supports_check_mode=True)
     p = module.params
+    if p["gate"] and not p["model_name"]:
+        module.fail_json(msg="gate=%s needs model_name: the gate event names the model whose release passed" % p["gate"])
+    if p["_gate_only"]:
+        # The action plugin judged the whole suite (similarity on the controller): it passed.
+        module.exit_json(changed=not module.check_mode, gate_event=record_gate(module, p, suite_name(p["suite"])))
     try:
         suite = json.loads(p["suite"])
     except ValueError:
@@ -289,6 +333,10 @@ def main():
             out["changed"] = True
     if not module.check_mode and not listed_problem:
         record_history(module, history, p, suite["probes"], results)
+    out["gate_event"] = None
+    if passed and p["gate"]:
+        out["gate_event"] = record_gate(module, p, suite["name"], out)
+        out["changed"] = out["changed"] or not module.check_mode
     if not passed and p["fail_on_failure"]:
         module.fail_json(msg=failure_message(results, p["url"]), **out)
     module.exit_json(**out)

@@ -131,6 +131,14 @@ def similarity(answer, golden):
     return max(float((first * v).sum()) for v in vectors[1:])
 
 
+CONTROLLER_ASSERTIONS = ("similarity", "similar_to_previous")
+
+
+def judged_on_controller(probes):
+    """Whether any probe has an assertion judged here (it needs the embedding model)."""
+    return any(list(a)[0] in CONTROLLER_ASSERTIONS for probe in probes for a in probe["assert"])
+
+
 def apply_similarity(probes, runs_per_probe, baseline=None):
     """Add similarity and similar_to_previous failures to the runs (in place); the
     previous answers come from the baseline (see previous_answers; without them nothing is
@@ -139,7 +147,7 @@ def apply_similarity(probes, runs_per_probe, baseline=None):
     for probe, runs in zip(probes, runs_per_probe):
         for a in probe["assert"]:
             kind, arg = list(a.items())[0]
-            if kind not in ("similarity", "similar_to_previous"):
+            if kind not in CONTROLLER_ASSERTIONS:
                 continue
             any_sim = True
             if kind == "similarity":

@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Faults during a rollout: a full disk, an engine that does not start or does not behave,
-a host that disappears, a run killed after the switch and before the restart, two runs at
-once. Every case goes through playbooks/upgrade.yml; afterwards every host serves a
+a host that disappears, a run killed after the switch and before the restart or after the
+restart and before the probes, two runs at once. Every case goes through playbooks/upgrade.yml; afterwards every host serves a
 verified version.
 
 Entering: gpu-01 and gpu-02 serve 2412, edge-01 serves 2601 (test_20_mirror resumed it).
@@ -344,10 +344,49 @@ def test_killed_between_activate_and_restart(world, case, tmp_path):
                      "engine on %s; probe gate on the rerun: %s" % (
                          run.returncode, served_release(world, host), probed.group(1) if probed else "not run"))
     assert run.returncode == 0, run.stdout[-4000:]
-    # The version the rerun started the engine on was gated: the probe suite ran and passed.
-    assert probed and probed.group(1) == "ok", run.stdout[-4000:]
+    # The version the rerun started the engine on was gated: the probe suite ran, passed and
+    # recorded its gate (changed: the ledger).
+    assert probed and probed.group(1) == "changed", run.stdout[-4000:]
     assert served_release(world, host) == "2601/%s" % VARIANT
     assert world.currents()[host] == "2601/%s" % VARIANT
+    world.serving(case)
+
+
+@pytest.mark.case("run killed after the restart, before the probes",
+                  "next run finds the version serving unprobed, probes it, then keeps it")
+def test_killed_between_restart_and_probe(world, case):
+    """model_switch returned (current switched, the engine restarted on the release and
+    answering) and the run was killed before its probe gate. Nothing on the host differs from
+    a finished upgrade but the ledger: no gate event follows the activation. The next run must
+    not take the release for done: model_info's converge read says the gate is pending, and
+    the role probes before it keeps the version.
+
+    The state is made by hand as the killed run leaves it: model_activate to 2412 (installed,
+    gpu-02's previous release) and a restart of the engine on it."""
+    host = "gpu-02"
+    assert world.currents()[host] == "2601/%s" % VARIANT
+    world.ansible.adhoc(host, "-m", "modelops.fleet.model_activate", "-a",
+                        "model_name=%s version=2412 variant=%s reason=killed-before-probe" % (MODEL, VARIANT))
+    world.sh(host, "systemctl restart modelops-inference.service; for i in $(seq 150); do "
+                   "curl -fsS -o /dev/null http://127.0.0.1:8080/health && exit 0; sleep 0.2; done; exit 1")
+    assert served_release(world, host) == "2412/%s" % VARIANT
+    run = world.upgrade("2412", catalog=world.case_catalog("killed-probe"), target=host)
+    probed = re.search(r"Gate on the probe suite[^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?(ok|changed|skipping|fatal): \[gpu-02\]",
+                       run.stdout)
+    gates = [e for e in ledger(world, host)["events"] if e.get("action") == "gate"]
+    case.observed = "rerun rc=%d; probe gate on the rerun: %s; last gate event: %s" % (
+        run.returncode, probed.group(1) if probed else "not run", gates[-1].get("release") if gates else "none")
+    assert run.returncode == 0, run.stdout[-4000:]
+    # The gate ran on the release it found serving, passed, and the ledger says so now ...
+    assert probed and probed.group(1) == "changed", run.stdout[-4000:]
+    assert gates and gates[-1]["release"] == "2412/%s" % VARIANT, gates[-3:]
+    assert served_release(world, host) == "2412/%s" % VARIANT
+    assert rollout(run).get(host) == "upgraded", run.stdout[-3000:]
+    # ... so the run after it has nothing left to do on the host.
+    again = world.upgrade("2412", catalog=world.case_catalog("killed-probe"), target=host)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert recap(again.stdout)[host]["changed"] == 0, again.stdout[-3000:]
+    assert "Gate on the probe suite" not in again.stdout
     world.serving(case)
 
 

@@ -117,7 +117,7 @@ def test_vllm_canary_upgrade_passes_the_probe_gate_then_the_rest(ansible, releas
     assert "gpu-01" in canary and "gpu-02" not in canary
     # The canary's baseline and both probe gates ran against vLLM and passed.
     assert re.search(r"TASK \[modelops\.fleet\.model_upgrade : Gate on the probe suite.*?\nok: \[gpu-01\]", canary, re.S), canary[-4000:]
-    assert re.search(r"TASK \[modelops\.fleet\.model_upgrade : Gate again after the soak.*?\nok: \[gpu-01\]", canary, re.S)
+    assert re.search(r"TASK \[modelops\.fleet\.model_upgrade : Gate again after the soak.*?\nchanged: \[gpu-01\]", canary, re.S)
     expected = want("2412")
     expected["crit-01"] = "2411/%s" % GGUF_VARIANT  # frozen at 2411
     assert currents(ansible) == expected
@@ -149,7 +149,7 @@ def test_vllm_canary_upgrade_passes_the_probe_gate_then_the_rest(ansible, releas
 def test_rollback_yml_gates_a_vllm_host_on_the_engines_port(ansible, releases, vllm_fleet):
     """rollback.yml on a vLLM host: switch, restart, wait and probe on vLLM's port (8000)."""
     run = releases.rollback("-e", "rollback_target=gpu-02")
-    assert re.search(r"TASK \[Gate on the probe suite\].*?\nok: \[gpu-02\]", run.stdout, re.S), run.stdout[-3000:]
+    assert re.search(r"TASK \[Gate on the probe suite\].*?\nchanged: \[gpu-02\]", run.stdout, re.S), run.stdout[-3000:]
     assert currents(ansible, ["gpu-02"]) == {"gpu-02": "2411/%s" % HF_VARIANT}
     assert "paris" in ask(vllm_fleet, "gpu-02", "What is the capital of France?").lower()
     # and forward again, through upgrade.yml

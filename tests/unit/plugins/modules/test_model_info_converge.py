@@ -17,6 +17,7 @@ import subprocess
 import pytest
 
 from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock
+from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import Ledger
 
 from test_model_info import tree
 
@@ -156,6 +157,45 @@ def test_a_held_host_lock_means_another_run_is_at_work_stub_engine(host):
         res = host["run"]()
     assert res["converged"] is False
     assert res["converge_reason"].startswith("the host lock is held (model_switch %s 2510" % MODEL), res
+
+
+def _gate(h, release="2507/%s" % VARIANT):
+    """What model_probe writes when the suite gating ``release`` passed (its ledger code)."""
+    Ledger(str(h["root"])).append({"action": "gate", "model": MODEL, "release": release, "suite": "smoke",
+                                   "served": MODEL})
+
+
+def test_with_gate_a_release_never_probed_since_it_was_made_current_is_not_converged_stub_engine(host):
+    """A run that ended between the restart and the probes left 2507 serving, unprobed."""
+    host["converge"]["gate"] = True
+    res = host["run"]()
+    assert res["converged"] is False and res["gate_pending"] is True, res
+    assert res["converge_reason"].startswith("2507/%s is current but has not passed its probe gate" % VARIANT)
+    # A gate of another release, or of this one before it was last made current, does not count.
+    _gate(host, "2504/%s" % VARIANT)
+    assert host["run"]()["gate_pending"] is True
+    _gate(host)
+    res = host["run"]()
+    assert res["converged"] is True and res["gate_pending"] is False, res["converge_reason"]
+    for version in ("2504", "2507"):
+        Ledger(str(host["root"])).append({"action": "activate", "model": MODEL, "to": "%s/%s" % (version, VARIANT)})
+    res = host["run"]()
+    assert res["converged"] is False and res["gate_pending"] is True, res
+    # Without gate (an upgrade without a probe suite) the ledger is not asked.
+    host["converge"]["gate"] = False
+    res = host["run"]()
+    assert res["converged"] is True and res["gate_pending"] is False, res["converge_reason"]
+
+
+def test_gate_pending_is_said_also_when_something_else_differs_first_stub_engine(host):
+    """The upgrade must probe even when the read stops at an earlier difference (the lock)."""
+    host["converge"]["gate"] = True
+    with HostLock(str(host["root"]), timeout=5, purpose="another run"):
+        res = host["run"]()
+    assert res["converged"] is False and res["gate_pending"] is True
+    _current_elsewhere(host)
+    res = host["run"]()
+    assert res["gate_pending"] is False and res["converge_reason"].startswith("current is 2504")
 
 
 def test_converge_needs_the_model_name(module_runner, tmp_path):

@@ -311,3 +311,28 @@ def test_consistency_with_the_answers_recorded_on_the_old_version_stub_engine(mo
     kinds = res["probes"][0]["kind_failures"]
     assert kinds[1].startswith("keywords_consistent: kept 1 of the old answer's 6 key terms (17% < min 60%), "
                                "lost: planet, moons, 1, mars, 2; new answer "), kinds
+
+
+def test_a_passing_gate_is_recorded_a_failing_one_is_not_stub_engine(module_runner, stub_engine, tmp_path):
+    """gate=: the ledger says the release passed its gate only when the suite passed."""
+    root = str(tmp_path / "models")
+    os.makedirs(root)
+    s = suite(probe([{"contains_any": ["Paris"]}]))
+    with stub_engine(models=[SERVED], reply="Lyon.") as engine:
+        bad = run(module_runner, engine, s, model_root=root, model_name="m", gate="2601/gguf-q4_1")
+        assert bad["failed"] and bad["gate_event"] is None
+        assert [e for e in Ledger(root).events if e.get("action") == "gate"] == []
+        engine.reply = "Paris."
+        good = run(module_runner, engine, s, model_root=root, model_name="m", gate="2601/gguf-q4_1")
+    assert good["passed"] and good["changed"], good
+    event = Ledger(root).tail(1)[0]
+    assert (event["action"], event["model"], event["release"], event["suite"]) == ("gate", "m", "2601/gguf-q4_1", "t")
+    assert good["gate_event"] == event
+
+
+def test_a_gate_needs_the_model_name_stub_engine(module_runner, stub_engine, tmp_path):
+    with stub_engine(models=[SERVED], reply="Paris.") as engine:
+        res = run(module_runner, engine, suite(probe([{"not_empty": True}])), model_root=str(tmp_path),
+                  gate="2601/gguf-q4_1")
+    assert res["failed"] and "gate=2601/gguf-q4_1 needs model_name" in res["msg"], res
+    assert [r for r in engine.requests if r[0] == "POST"] == []
