@@ -367,8 +367,9 @@ def test_killed_between_restart_and_probe(world, case):
     assert world.currents()[host] == "2601/%s" % VARIANT
     world.ansible.adhoc(host, "-m", "modelops.fleet.model_activate", "-a",
                         "model_name=%s version=2412 variant=%s reason=killed-before-probe" % (MODEL, VARIANT))
-    world.sh(host, "systemctl restart modelops-inference.service; for i in $(seq 150); do "
-                   "curl -fsS -o /dev/null http://127.0.0.1:8080/health && exit 0; sleep 0.2; done; exit 1")
+    world.sh(host, "systemctl restart modelops-inference.service && python3 -c 'import time, urllib.request\n"
+                   "for i in range(300):\n    try:\n        urllib.request.urlopen(\"http://127.0.0.1:8080/health\"); "
+                   "break\n    except Exception:\n        time.sleep(0.2)\nelse:\n    raise SystemExit(1)'")
     assert served_release(world, host) == "2412/%s" % VARIANT
     run = world.upgrade("2412", catalog=world.case_catalog("killed-probe"), target=host)
     probed = re.search(r"Gate on the probe suite[^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?(ok|changed|skipping|fatal): \[gpu-02\]",
