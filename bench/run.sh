@@ -10,7 +10,9 @@
 #   4. vLLM: its start next to llama-server's, a canary rollout to vLLM hosts per step
 #      (bench/vllm_bench.py, fleet "vbench");
 #   5. the latency judge at the default factor: 20 good upgrades (false rollbacks counted)
-#      and a throttled engine (bench/latency_judge_bench.py, fleet "jbench").
+#      and a throttled engine (bench/latency_judge_bench.py, fleet "jbench");
+#   6. what a client sees during a rollout, in place against blue/green (bench/bluegreen.sh,
+#      fleet "bluegreen").
 # Each writes bench/results/<name>.json and its own section of docs/performance.md.
 # Extra arguments go to the verification script, e.g. bash bench/run.sh --size-gb 1 --runs 3
 set -euo pipefail
@@ -46,3 +48,6 @@ python bench/vllm_bench.py
 
 # The latency judge at its production default: false rollbacks of good upgrades, a slow engine.
 python bench/latency_judge_bench.py
+
+# In place against blue/green: failed requests, longest gap, answers of a failing release.
+bash "$(dirname "${BASH_SOURCE[0]}")/bluegreen.sh"

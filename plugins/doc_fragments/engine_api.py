@@ -16,6 +16,8 @@ options:
       - Base URL of the engine's OpenAI-compatible API as seen from the target host (the
         inference_server role's C(inference_server_endpoint.url); llama.cpp listens on 8080,
         vLLM on 8000).
+      - C(unix:<path>) talks HTTP over the Unix socket at that path, as a blue/green instance
+        listens (M(modelops.fleet.model_candidate) returns its address).
     type: str
     default: http://127.0.0.1:8080
   served_name:

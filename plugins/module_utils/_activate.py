@@ -174,10 +174,10 @@ class Activator(object):
                 % (self.model, os.path.join(self.model_dir, "previous")))
         return prev
 
-    def run_locked(self, target=None, action=None, reason=None, prune=True, restore=False):
+    def run_locked(self, target=None, action=None, reason=None, prune=True, restore=False, extra=None):
         """Point current at target (default: the requested release), previous at what was
         current; verify first, record the event (action: activate or rollback, default from the
-        task), prune beyond keep_versions when prune. restore: target is what was served until
+        task, with extra's keys), prune beyond keep_versions when prune. restore: target is what was served until
         a moment ago (a switch back): neither its manifest nor its files are checked again, only
         that it is still there. Holds no lock itself."""
         p = self.module.params
@@ -207,6 +207,7 @@ class Activator(object):
         after = {"current": fmt(target), "previous": fmt(new_prev)}
         event = {"action": "rollback" if rollback else "activate", "model": self.model,
                  "from": fmt(old_cur), "to": fmt(target), "reason": p["reason"] if reason is None else reason}
+        event.update(extra or {})
         ledger = Ledger(self.root, readonly=self.check)
         if ledger.problem:
             self.module.warn(ledger.problem)

@@ -22,6 +22,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._files import sha25
 ENGINE_INSTALL_SPEC = dict(
     user=dict(type="str"),
     enabled_unit=dict(type="str"),
+    stopped_units=dict(type="list", elements="str", default=[]),
     directories=dict(type="list", elements="path", default=[]),
     executables=dict(type="list", elements="path", default=[]),
     files=dict(type="list", elements="dict", default=[], options=dict(
@@ -64,6 +65,18 @@ def file_drift(want):
     return "%s: %s" % (path, "; ".join(problems)) if problems else None
 
 
+UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+
+
+def unit_file_exists(unit):
+    """Whether unit (or, for an instance name@x.service, its template name@.service) has a
+    unit file: a unit without one is neither active nor enabled (no systemctl call)."""
+    names = [unit]
+    if "@" in unit:
+        names.append(unit.split("@", 1)[0] + "@." + unit.rsplit(".", 1)[-1])
+    return any(os.path.exists(os.path.join(d, n)) for d in UNIT_DIRS for n in names)
+
+
 def engine_drift(want):
     """Everything that differs between the engine's installation on this host and want
     (ENGINE_INSTALL_SPEC), as sentences; empty when nothing does."""
@@ -84,4 +97,12 @@ def engine_drift(want):
         state = unit_state(want["enabled_unit"], "is-enabled")
         if state != "enabled":
             drift.append("%s is %s, not enabled at boot" % (want["enabled_unit"], state or "unknown"))
+    for unit in want.get("stopped_units") or []:
+        # the units of the other layout (inference_server_mode): in_place <-> blue_green
+        if not unit_file_exists(unit):
+            continue
+        active, enabled = unit_state(unit), unit_state(unit, "is-enabled")
+        if active in ("active", "activating", "reloading") or enabled == "enabled":
+            drift.append("%s is %s and %s: it belongs to the other engine layout (inference_server_mode)"
+                         % (unit, active or "unknown", enabled or "unknown"))
     return drift

@@ -213,7 +213,9 @@ class LatencyHistory(object):
 def gate_pending(events, model, release):
     """Whether ``release`` (version/variant) of ``model`` still waits for its probe gate: the
     last ledger event that made it current (``activate`` or ``rollback``) is not followed by a
-    ``gate`` event for it (written by model_probe when a suite gating that release passed).
+    ``gate`` event for it (written by model_probe when a suite gating that release passed),
+    and the event itself does not say ``gated`` (a blue/green move of the clients to a release
+    that passed its gate before).
     A release the ledger has no word of (a ledger that lost its events) waits too: probing it
     again costs one suite, keeping an unprobed one could keep a bad version."""
     for event in reversed(events):
@@ -222,7 +224,8 @@ def gate_pending(events, model, release):
         if event.get("action") == "gate" and event.get("release") == release:
             return False
         if event.get("action") in ("activate", "rollback") and event.get("to") == release:
-            return True
+            # blue/green: the release passed its gate before the clients were moved to it
+            return not event.get("gated")
     return True
 
 

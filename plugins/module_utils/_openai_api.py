@@ -28,11 +28,26 @@ class ApiError(Exception):
         self.body = body
 
 
+UNIX_PREFIX = "unix:"
+
+
+def unix_url(path):
+    """The base URL of an engine that listens on the Unix socket at path (blue/green
+    instances do): ``unix:/run/modelops-inference/blue/engine.sock``."""
+    return UNIX_PREFIX + path
+
+
 class OpenAIClient(object):
     def __init__(self, base_url, api_key=None, timeout=30.0):
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        # unix:<path>: HTTP over that socket (the Host header says localhost)
+        self.unix_socket = None
+        self.http_base = self.base_url
+        if self.base_url.startswith(UNIX_PREFIX):
+            self.unix_socket = self.base_url[len(UNIX_PREFIX):]
+            self.http_base = "http://localhost"
 
     def _request(self, method, path, payload=None, timeout=None):
         url = self.base_url + path
@@ -45,9 +60,9 @@ class OpenAIClient(object):
             headers["Authorization"] = "Bearer " + self.api_key
         start = time.monotonic()
         try:
-            with open_url(url, data=data, headers=headers, method=method,
+            with open_url(self.http_base + path, data=data, headers=headers, method=method,
                           timeout=timeout or self.timeout, follow_redirects="none",
-                          use_proxy=False) as resp:
+                          use_proxy=False, unix_socket=self.unix_socket) as resp:
                 body = resp.read()
                 status = resp.status
         except urllib.error.HTTPError as e:

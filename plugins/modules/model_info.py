@@ -54,6 +54,13 @@ options:
       enabled_unit:
         description: A systemd unit that must be enabled at boot (C(systemctl is-enabled)).
         type: str
+      stopped_units:
+        description:
+          - Systemd units that must be neither active nor enabled (the other engine layout's,
+            when a host changes C(inference_server_mode)).
+        type: list
+        elements: str
+        default: []
       directories:
         description: Directories that must exist.
         type: list
@@ -90,6 +97,13 @@ options:
             description: The file's group (a group name).
             type: str
             default: root
+  memory:
+    description:
+      - Also return RV(memory) - the memory available for another engine (C(MemAvailable)) and,
+        where C(nvidia-smi) is found, the free memory of the emptiest GPU (for the blue/green
+        mode's plan).
+    type: bool
+    default: false
   converge:
     description:
       - The release an upgrade would leave the host on, and how its engine is reached. The
@@ -145,6 +159,15 @@ options:
             counts as converged only when that file already says what model_metrics would write now.
             Omit it when the upgrade writes no metrics.
         type: path
+      mode:
+        description:
+          - The engine's layout (C(inference_server_mode)). With V(blue_green), O(converge.unit) names
+            the service (C(<service>.service)); the instance the clients reach must serve the release,
+            the other instance must be stopped, and the checks of the unit and the completion are made
+            on the serving instance, through the clients' address O(converge.url).
+        type: str
+        choices: [in_place, blue_green]
+        default: in_place
       gate:
         description:
           - Count the release as done only when it passed its probe gate since it was made
@@ -271,6 +294,16 @@ converged:
   returned: when O(converge) is given
   type: bool
   sample: true
+memory:
+  description: With O(memory), C(available) (bytes, from C(MemAvailable)) and C(gpu_free) (bytes, or null without C(nvidia-smi)).
+  returned: when O(memory=true)
+  type: dict
+  sample: {available: 21474836480, gpu_free: null}
+serving_instance:
+  description: With O(converge.mode=blue_green), the instance the clients reach (V(blue) or V(green)), or null.
+  returned: when O(converge) is given with O(converge.mode=blue_green)
+  type: str
+  sample: green
 gate_pending:
   description:
     - With O(converge.gate), whether the release of O(converge) is current but has not passed
@@ -292,7 +325,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.fleet.plugins.module_utils._attest import restart_reason
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import restart_reason, unit_state
+from ansible_collections.modelops.fleet.plugins.module_utils._bluegreen import Layout, gpu_free, meminfo_available
 from ansible_collections.modelops.fleet.plugins.module_utils._engine_install import ENGINE_INSTALL_SPEC, engine_drift
 from ansible_collections.modelops.fleet.plugins.module_utils._files import HashCache, default_cache_path
 from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import lock_holder
@@ -320,6 +354,7 @@ CONVERGE_SPEC = dict(
     max_tokens=dict(type="int", default=16, no_log=False),
     metrics_path=dict(type="path"),
     gate=dict(type="bool", default=False),
+    mode=dict(type="str", choices=["in_place", "blue_green"], default="in_place"),
 )
 
 
@@ -327,6 +362,8 @@ class HostInfo(object):
     def __init__(self, module):
         self.module = module
         self.root = module.params["model_root"]
+        # blue/green: the instance the clients reach (converge)
+        self.instance = None
 
     def disk(self):
         path = self.root
@@ -378,6 +415,28 @@ class HostInfo(object):
         current = self.link(model_dir, "current") if os.path.isdir(model_dir) else None
         return current == want and gate_pending(events, model, want)
 
+    def serving_instance(self, c, model, want):
+        """Blue/green: (why not converged or '', the serving instance's unit, its link); the
+        instance the clients reach must serve want, and the other must be stopped."""
+        service = c["unit"][:-len(".service")] if c["unit"].endswith(".service") else c["unit"]
+        layout = Layout(service, self.root, model)
+        try:
+            serving = layout.serving()
+            if serving is None:
+                return ("no instance serves the clients: %s does not exist (the host is not in the blue/green "
+                        "layout yet)" % layout.serving_link, None, None)
+            self.instance = serving
+            got = layout.release(serving)
+            if got != want:
+                return "the clients reach %s, which serves %s, not %s" % (layout.unit(serving), got, want), None, None
+            other = layout.other(serving)
+            if unit_state(layout.unit(other)) in ("active", "activating", "reloading") or layout.release(other):
+                return ("%s (%s) runs beside the serving instance: a run ended before it moved the clients to it or "
+                        "stopped it" % (layout.unit(other), layout.release(other) or "no release"), None, None)
+        except HostStateError as e:
+            return str(e), None, None
+        return "", layout.unit(serving), layout.link(serving)
+
     def converge(self, c, drift, holder, pending):
         """'' when the host is already on c's release and its engine serves it (an upgrade to
         it has nothing to do), else the first thing that differs. Cheapest checks first."""
@@ -408,12 +467,16 @@ class HostInfo(object):
             verify_tree(rdir, load_manifest_bytes(raw), cache=HashCache(default_cache_path(rdir)))
         except (OSError, ReleaseError) as e:
             return str(e)
-        link = os.path.join(model_dir, "current")
-        reason = restart_reason(c["unit"], link)
+        unit, link = c["unit"], os.path.join(model_dir, "current")
+        if c["mode"] == "blue_green":
+            why, unit, link = self.serving_instance(c, model, want)
+            if why:
+                return why
+        reason = restart_reason(unit, link)
         if reason:
             return reason
         try:
-            ReadinessWaiter(self.module, c["unit"], params=c).serves_now()
+            ReadinessWaiter(self.module, unit, params=c).serves_now()
         except EngineNotReady as e:
             return str(e)
         if c["metrics_path"]:
@@ -436,6 +499,8 @@ class HostInfo(object):
             raise HostStateError("ledger_lines must be 0 or more, got %d" % p["ledger_lines"])
         if p["engine_install"] is not None:
             result["engine_drift"] = engine_drift(p["engine_install"])
+        if p["memory"]:
+            result["memory"] = {"available": meminfo_available(), "gpu_free": gpu_free()}
         if not os.path.isdir(self.root):
             result["msg"] = "model_root %s does not exist: no models on this host" % self.root
             if p["converge"] is not None:
@@ -462,8 +527,12 @@ class HostInfo(object):
             result["gate_pending"] = self.gate_pending(c, events)
             why = self.converge(c, result.get("engine_drift"), result["lock"], result["gate_pending"])
             result["converged"] = not why
+            served_by = c["unit"] if c["mode"] == "in_place" else "%s@%s.service" % (
+                c["unit"][:-len(".service")], self.instance)
             result["converge_reason"] = why or "current is %s and %s serves it" % (
-                release_rel(c["version"], c["variant"]), c["unit"])
+                release_rel(c["version"], c["variant"]), served_by)
+            if c["mode"] == "blue_green":
+                result["serving_instance"] = self.instance
         if p["model_name"] is not None and not names:
             result["msg"] = "model %s is not installed under %s" % (p["model_name"], self.root)
         else:
@@ -479,6 +548,7 @@ def main():
             ledger_lines=dict(type="int", default=20),
             engine_install=dict(type="dict", options=ENGINE_INSTALL_SPEC),
             converge=dict(type="dict", options=CONVERGE_SPEC),
+            memory=dict(type="bool", default=False),
         ),
         required_by=dict(converge="model_name"),
         supports_check_mode=True,

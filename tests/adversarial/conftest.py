@@ -245,6 +245,7 @@ RELEASES = {
     "2502": (4, "publisher", "zeroed"),
     "2601": (5, "publisher", "renamed"),
     "2602": (6, "publisher", "renamed"),
+    "2603": (7, "publisher", "renamed"),    # the blue/green case's
 }
 GGUF_NAME = b"Smollm2 135M 8k Lc100K Mix1 Ep2"
 

@@ -371,7 +371,8 @@ def test_killed_between_restart_and_probe(world, case):
                    "for i in range(300):\n    try:\n        urllib.request.urlopen(\"http://127.0.0.1:8080/health\"); "
                    "break\n    except Exception:\n        time.sleep(0.2)\nelse:\n    raise SystemExit(1)'")
     assert served_release(world, host) == "2412/%s" % VARIANT
-    run = world.upgrade("2412", catalog=world.case_catalog("killed-probe"), target=host)
+    # gpu_servers: gpu-01 (on 2601, probed) goes to 2412 the usual way beside it
+    run = world.upgrade("2412", catalog=world.case_catalog("killed-probe"), target="gpu_servers")
     probed = re.search(r"Gate on the probe suite[^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?(ok|changed|skipping|fatal): \[gpu-02\]",
                        run.stdout)
     gates = [e for e in ledger(world, host)["events"] if e.get("action") == "gate"]
@@ -384,7 +385,7 @@ def test_killed_between_restart_and_probe(world, case):
     assert served_release(world, host) == "2412/%s" % VARIANT
     assert rollout(run).get(host) == "upgraded", run.stdout[-3000:]
     # ... so the run after it has nothing left to do on the host.
-    again = world.upgrade("2412", catalog=world.case_catalog("killed-probe"), target=host)
+    again = world.upgrade("2412", catalog=world.case_catalog("killed-probe"), target="gpu_servers")
     assert again.returncode == 0, again.stdout[-4000:]
     assert recap(again.stdout)[host]["changed"] == 0, again.stdout[-3000:]
     assert "Gate on the probe suite" not in again.stdout

@@ -229,3 +229,33 @@ def test_vllm_still_loading_is_not_ready_never_failed(ansible):
                          "url=http://127.0.0.1:%d served_name=%s unit=modelops-inference.service timeout=600"
                          % (VLLM_PORT, MODEL))
     assert "SUCCESS" in late.stdout
+
+
+def test_vllm_blue_green_judges_the_new_version_before_any_client_reaches_it(ansible, releases, vllm_fleet):
+    """inference_server_mode=blue_green on the vLLM hosts (vllm serve --uds, two instances
+    behind the front socket on port 8000). Starts from gpu_servers on 2412 in place (the tests
+    above). The first run moves them into the blue/green layout at 2412; during the second, a
+    client polling gpu-02 through its published port sees every request answered while 2503
+    starts beside 2412, is gated on its own socket and takes the clients. The last test: the
+    hosts stay blue/green."""
+    from client_poller import ClientPoller  # pylint: disable=import-outside-toplevel
+    bg = ("-e", "model_target=gpu_servers", "-e", "inference_server_mode=blue_green", "-e", "model_upgrade_policy=immediate")
+    enter = releases.upgrade(*bg, "-e", "model_version=2412")
+    assert re.search(r"^\s+gpu-02: upgraded$", enter.stdout, re.M), enter.stdout[-3000:]
+    assert sh(ansible, "gpu-02", "readlink /var/lib/modelops/modelops-inference/serving.sock") == \
+        "/run/modelops-inference/blue/engine.sock"
+    releases.publish("2503", 5, HF_VARIANT)
+    port = vllm_fleet["hosts"]["gpu-02"]["api_port"]
+    good = ask(vllm_fleet, "gpu-02", "What is the capital of France? Answer in one word.", max_tokens=8)
+    with ClientPoller(port, MODEL, interval=0.2, timeout=60) as poller:
+        run = releases.upgrade(*bg)
+    seen = poller.summary()
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert run.stdout.index("Gate the new version before any client") < run.stdout.index("Move the clients to the new version")
+    assert currents(ansible, GPU) == dict((h, "2503/%s" % HF_VARIANT) for h in GPU)
+    assert sh(ansible, "gpu-02", "readlink /var/lib/modelops/modelops-inference/serving.sock; "
+                                 "systemctl is-active modelops-inference@blue.service || true").splitlines() == \
+        ["/run/modelops-inference/green/engine.sock", "inactive"]
+    # vLLM served every request through the switch, from the same weights.
+    assert seen["requests"] > 10 and seen["failed"] == 0, seen
+    assert list(seen["answers"]) == [good], seen

@@ -76,7 +76,8 @@ def test_internal_options_are_refused_in_a_task(tmp_path):
 
 
 MODULES = ["model_sync", "model_verify", "model_probe", "model_activate", "inference_ready", "model_info",
-           "model_manifest", "model_metrics", "model_release_info", "model_switch"]
+           "model_manifest", "model_metrics", "model_release_info", "model_switch",
+           "model_candidate"]
 
 
 @functools.lru_cache(maxsize=None)

@@ -183,6 +183,10 @@ def test_with_gate_a_release_never_probed_since_it_was_made_current_is_not_conve
     host["converge"]["metrics_path"] = None
     res = host["run"]()
     assert res["converged"] is False and res["gate_pending"] is True, res
+    # A blue/green move of the clients records that the release passed its gate before it.
+    Ledger(str(host["root"])).append({"action": "activate", "model": MODEL, "to": "2507/%s" % VARIANT, "gated": True})
+    assert host["run"]()["gate_pending"] is False
+    Ledger(str(host["root"])).append({"action": "activate", "model": MODEL, "to": "2507/%s" % VARIANT})
     # Without gate (an upgrade without a probe suite) the ledger is not asked.
     host["converge"]["gate"] = False
     res = host["run"]()
