@@ -29,6 +29,7 @@ HELP = {
     "modelops_model_info": "The model version a host serves (current link).",
     "modelops_model_previous_info": "The model version a host rolls back to (previous link).",
     "modelops_model_releases_installed": "Releases of the model installed on the host.",
+    "modelops_model_serving_instance": "1 for the blue/green instance (blue or green) that serves the clients.",
     "modelops_model_last_upgrade_timestamp_seconds": "When the last upgrade (or rollback) of the model ended.",
     "modelops_model_last_upgrade_success": "1 if the last upgrade of the model succeeded, else 0.",
     "modelops_probe_pass_ratio": "Share of the probes of the last probe run that passed.",
@@ -180,6 +181,11 @@ def collect(p, warn):
         samples.setdefault("modelops_model_releases_installed", []).append(
             sample("modelops_model_releases_installed", {"model": model}, len(installed_releases(root, model))))
         last = last_upgrade_event(events, model)
+        # blue/green: the last move of the clients names the instance it moved them to
+        if last is not None and last["event"].get("instance") in ("blue", "green"):
+            info["instance"] = last["event"]["instance"]
+            samples.setdefault("modelops_model_serving_instance", []).append(
+                sample("modelops_model_serving_instance", {"model": model, "color": info["instance"]}, 1))
         result = p["result"] if p["result"] is not None and model == p["model_name"] else None
         when = parse_time(p["time"]) if p["time"] is not None and model == p["model_name"] else None
         if result is None and last is not None:

@@ -17,7 +17,10 @@ description:
     C(<model_root>/.modelops/state.json).
   - C(modelops_model_info{model,version,variant}) is 1 for the version C(current) points to;
     C(modelops_model_previous_info{model,version,variant}) 1 for C(previous);
-    C(modelops_model_releases_installed{model}) counts the installed releases.
+    C(modelops_model_releases_installed{model}) counts the installed releases;
+    C(modelops_model_serving_instance{model,color}) is 1 for the instance that serves the
+    clients on a blue/green host (C(inference_server_mode=blue_green)), as the last move of the
+    clients recorded it.
   - C(modelops_model_last_upgrade_timestamp_seconds{model}) and
     C(modelops_model_last_upgrade_success{model,result}) describe the last upgrade - from
     O(result) and O(time) when given, else from the last activation or rollback in the ledger.

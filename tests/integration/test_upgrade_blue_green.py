@@ -134,6 +134,23 @@ def test_a_release_that_fails_its_gate_never_answers_a_client(ansible, keys, bg,
     assert list(seen["answers"]) == [good], seen
 
 
+def test_without_memory_for_two_engines_the_host_is_upgraded_in_place_and_says_so(ansible, keys, bg):
+    """A memory factor no host meets: the plan says in_place(memory); the run stops the
+    serving instance, starts the new version in the other one and moves the clients to it."""
+    bg["publish"]("2414", 4, extra="v4")
+    factor = ("-e", "inference_server_blue_green_memory_factor=100000")
+    plan = upgrade(ansible, keys, bg, *factor, "--check")
+    row = re.search(r"^\s+%s\s+(.*)$" % HOST, plan.stdout, re.M)
+    assert row and "in_place(memory)" in row.group(1).split(), plan.stdout[-3000:]
+    run = upgrade(ansible, keys, bg, *factor)
+    said = " ".join(run.stdout.split())
+    assert "%s: upgraded in place, not blue/green: in_place: 2414/%s: two engines do not fit" % (HOST, VARIANT) in said, \
+        said[-3000:]
+    lay = layout(ansible)
+    assert lay["serving"] == "blue" and lay["blue"] == ("active", "2414/%s" % VARIANT), lay
+    assert lay["green"] == ("inactive", "none") and lay["current"] == "2414/%s" % VARIANT, lay
+
+
 def test_the_host_goes_back_to_the_in_place_mode(ansible, keys, bg):
     # 2412 again (2413 failed): a catalog of its own, as anti-rollback refuses it in the run's catalog
     back = upgrade(ansible, keys, bg, "-e", "inference_server_mode=in_place", "-e", "model_version=2412",

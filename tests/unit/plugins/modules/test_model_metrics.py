@@ -169,3 +169,19 @@ def test_fail_on_error_false_warns_instead_of_failing(module_runner, tmp_path):
     ok = module_runner("model_metrics", model_root=str(root), model_name=MODEL, path=str(tmp_path / "ok.prom"),
                        fail_on_error=False)
     assert ok["written"] is True and ok["changed"] is True
+
+
+def test_a_blue_green_host_says_which_instance_serves(module_runner, tmp_path):
+    """model_candidate's move of the clients records the instance; in place there is none."""
+    from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import Ledger
+    root = setup_tree(module_runner, tmp_path)
+    prom = tmp_path / "m.prom"
+    args = dict(model_root=str(root), model_name=MODEL, path=str(prom))
+    module_runner("model_metrics", **args)
+    assert "modelops_model_serving_instance" not in families(str(prom))[0]
+    Ledger(str(root)).append({"action": "activate", "model": MODEL, "from": "2504/%s" % VARIANT,
+                              "to": "2507/%s" % VARIANT, "reason": "upgrade", "instance": "green", "gated": True})
+    res = module_runner("model_metrics", **args)
+    assert res["changed"] is True and res["models"][0]["instance"] == "green", res
+    sample = families(str(prom))[0]["modelops_model_serving_instance"].samples
+    assert [(s.labels, s.value) for s in sample] == [({"model": MODEL, "color": "green"}, 1.0)]
