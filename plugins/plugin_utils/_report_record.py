@@ -146,6 +146,9 @@ class Recorder(object):
             h["unreachable"] = True
         if not no_log:
             self._facts(h, res.get("ansible_facts"))
+        if status == "skipped":
+            # did nothing: the other engine mode's tasks, a canary's baseline on another host
+            return
         short = short_action(action)
         if step is None:
             step = self._step_from_action(h, short, res, no_log)
