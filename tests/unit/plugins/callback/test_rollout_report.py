@@ -302,6 +302,22 @@ def test_model_switch_is_the_restart_step_with_its_timing_and_both_ledger_events
                                                                      ("rollback", "1/v")]
 
 
+def test_a_skipped_task_is_no_part_of_a_step():
+    """The other engine mode's tasks (and a canary's baseline on another host) are skipped: the
+    restart step of an in-place host is its model_switch call, not a skipped model_candidate."""
+    run = Run()
+    h = Host("edge-02", ["edge_devices"])
+    run.task(h, "sync", "modelops.fleet.model_sync", "ok", {"changed": True, "bytes_transferred": 7, "bytes_linked": 0})
+    run.task(h, "baseline", "modelops.fleet.model_probe", "skipped", {"skipped": True}, step="baseline")
+    run.task(h, "switch", "modelops.fleet.model_switch", "ok", {"changed": True, "timing": {"total_s": 1.0}},
+             step="restart")
+    run.task(h, "start beside", "modelops.fleet.model_candidate", "skipped", {"skipped": True}, step="restart")
+    run.task(h, "gate", "modelops.fleet.model_probe", "ok", PROBE_OK, step="probe")
+    (host,) = run.report()["hosts"]
+    assert [s["step"] for s in host["steps"]] == ["sync", "restart", "probe"]
+    assert [t["action"] for t in host["steps"][1]["tasks"]] == ["model_switch"]
+
+
 PLAYBOOK = """---
 - hosts: all
   gather_facts: false
