@@ -36,7 +36,9 @@ def test_killed_after_the_candidate_started(world, case, adv_fleet, tmp_path):
     catalog = world.case_catalog("bluegreen")
     enter = world.upgrade("2602", catalog=catalog, target="gpu_servers", extra=BG)
     assert enter.returncode == 0, enter.stdout[-4000:]
-    assert instances(world) == {"serving": "blue", "blue": ("active", "2602/%s" % VARIANT), "green": ("inactive", "none")}
+    entered = instances(world)
+    old, new = entered["serving"], {"blue": "green", "green": "blue"}.get(entered["serving"])
+    assert new and entered[old] == ("active", "2602/%s" % VARIANT) and entered[new] == ("inactive", "none"), entered
     port = adv_fleet["hosts"][HOST]["api_port"]
     out = str(tmp_path / "killed.log")
     with ClientPoller(port, MODEL, api_key=world.api_key) as poller:
@@ -50,8 +52,7 @@ def test_killed_after_the_candidate_started(world, case, adv_fleet, tmp_path):
         world.ansible.log("ansible-playbook", ["(killed run)"], open(out).read())
         killed = instances(world)
         # Exactly one engine takes the clients: the old one; the new one runs beside it, unseen.
-        assert killed == {"serving": "blue", "blue": ("active", "2602/%s" % VARIANT),
-                          "green": ("active", "2603/%s" % VARIANT)}, killed
+        assert killed == {"serving": old, old: ("active", "2602/%s" % VARIANT), new: ("active", "2603/%s" % VARIANT)}, killed
         assert world.currents()[HOST] == "2602/%s" % VARIANT
         run = world.upgrade("2603", catalog=catalog, target="gpu_servers", extra=BG)
     seen = poller.summary()
@@ -61,7 +62,7 @@ def test_killed_after_the_candidate_started(world, case, adv_fleet, tmp_path):
     assert run.returncode == 0, run.stdout[-4000:]
     # The rerun kept the running candidate, gated it, then moved the clients.
     assert "Gate the new version before any client reaches it" in run.stdout
-    assert after == {"serving": "green", "green": ("active", "2603/%s" % VARIANT), "blue": ("inactive", "none")}, after
+    assert after == {"serving": new, new: ("active", "2603/%s" % VARIANT), old: ("inactive", "none")}, after
     assert world.currents()[HOST] == "2603/%s" % VARIANT
     assert seen["requests"] > 20 and seen["failed"] == 0, json.dumps(seen)
     back = world.upgrade("2603", catalog=catalog, target="gpu_servers", extra={"inference_server_mode": "in_place"})
