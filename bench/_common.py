@@ -169,7 +169,8 @@ def rewrite_from_results(args, finish, section):
     """--from-results: measure nothing, give the raw results of an earlier run to finish(res,
     args) (which redraws the chart and rewrites the doc section); 0, the exit status."""
     finish(read_json(args.from_results), args)
-    print("rewrote %s and the %s section of %s from %s" % (args.png, section, args.doc, args.from_results))
+    what = "%s and the %s section" % (args.png, section) if getattr(args, "png", None) else "the %s section" % section
+    print("rewrote %s of %s from %s" % (what, args.doc, args.from_results))
     return 0
 
 

@@ -61,14 +61,27 @@ class ClientPoller(threading.Thread):
         self.join(self.timeout + 5)
 
     def summary(self):
-        """requests, failed, longest_gap_s (between two consecutive answers), answers (count per
-        distinct answer), errors (the first few)."""
+        """requests, failed, longest_gap_s (between two consecutive answers: a slow answer shows
+        here too), longest_outage_s (first failed request to the next answer), answers (count
+        per distinct answer), errors (the first few)."""
         oks = [s[1] for s in self.samples if s[2]]
         gaps = [b - a for a, b in zip(oks, oks[1:])]
+        # outages: from the sending of the first failed request of a run of failures to the
+        # next answer (0 without a failed request; an answer that is slow is not one)
+        outages, first_failed = [], None
+        for sent, answered, ok, dummy in self.samples:
+            if not ok and first_failed is None:
+                first_failed = sent
+            elif ok and first_failed is not None:
+                outages.append(answered - first_failed)
+                first_failed = None
+        if first_failed is not None and self.samples:
+            outages.append(self.samples[-1][1] - first_failed)
         answers = {}
         for s in self.samples:
             if s[2]:
                 answers[s[3]] = answers.get(s[3], 0) + 1
         return {"requests": len(self.samples), "failed": sum(1 for s in self.samples if not s[2]),
-                "longest_gap_s": round(max(gaps), 3) if gaps else None, "answers": answers,
+                "longest_gap_s": round(max(gaps), 3) if gaps else None,
+                "longest_outage_s": round(max(outages), 3) if outages else 0.0, "answers": answers,
                 "errors": [s[3] for s in self.samples if not s[2]][:5]}
