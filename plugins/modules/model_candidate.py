@@ -293,6 +293,8 @@ class Candidate(object):
     def stop(self, color):
         unit = self.layout.unit(color)
         self.timed("stop_s", _systemctl, "stop", unit)
+        # vLLM exits with a signal status when stopped: not a failure of the unit
+        _systemctl("reset-failed", unit)
         _systemctl("disable", unit)
         self.layout.drop_release(color)
         self.result["stopped"] = color
