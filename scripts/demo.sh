@@ -70,6 +70,9 @@ publish() {
     publish_variant "$1" "$2" gguf-q4_1
     publish_variant "$1" "$2" bf16
 }
+# A fresh repository and catalog each run: the catalog's anti-rollback would refuse 2411
+# after an earlier run published 2412 and 2413.
+rm -rf "${MODELOPS_FLEET_STATE}/demo-releases" "${MODELOPS_FLEET_STATE}/demo-registry.db"
 publish 2411 1
 
 say "bootstrap: every host gets v1 (2411), whatever its group's policy (vLLM hosts: ~1 min to load)"
