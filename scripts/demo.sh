@@ -90,7 +90,7 @@ ansible-playbook -i inventories/demo modelops.fleet.upgrade
 say "publish v3 (2413); the edge devices take it blue/green: each starts 2413 beside 2412, judges it, then moves its clients"
 publish 2413 3
 ansible-playbook -i inventories/demo modelops.fleet.upgrade -e model_target=edge_devices -e inference_server_mode=blue_green
-say "what every host serves now, and with which engine (status.yml; blue/green hosts name their instance)"
+say "what every host serves now, and with which engine (status.yml)"
 ansible-playbook -i inventories/demo modelops.fleet.status
 
 REPORTS="${MODELOPS_REPORT_DIR:-${REPO}/rollout-reports}"
