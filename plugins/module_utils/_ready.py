@@ -16,12 +16,35 @@ import re
 import subprocess
 import time
 
-from ansible_collections.modelops.fleet.plugins.module_utils._attest import AttestError, attest_unit, unit_number, unit_state
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import (
+    AttestError, attest_unit, unit_number, unit_property, unit_state,
+)
 from ansible_collections.modelops.fleet.plugins.module_utils._openai_api import ApiError, OpenAIClient
 
 
 class EngineNotReady(Exception):
     pass
+
+
+def systemctl(*args):
+    """(rc, stdout, stderr) of systemctl with args."""
+    proc = subprocess.run(["systemctl"] + list(args), check=False,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
+
+
+def restart_unit(unit):
+    """Restart unit as an upgrade does: reload systemd first when its unit file changed, and
+    reset a unit that crash-looped into systemd's start limit (it refuses a restart until
+    then). Raises EngineNotReady when systemctl fails."""
+    if unit_property(unit, "NeedDaemonReload") == "yes":
+        rc, out, err = systemctl("daemon-reload")
+        if rc != 0:
+            raise EngineNotReady("systemctl daemon-reload failed (rc %d): %s" % (rc, err or out))
+    systemctl("reset-failed", unit)
+    rc, out, err = systemctl("restart", unit)
+    if rc != 0:
+        raise EngineNotReady("systemctl restart %s failed (rc %d): %s" % (unit, rc, err or out))
 
 
 # "SomeError: what went wrong", bare or behind a logger prefix such as vLLM's

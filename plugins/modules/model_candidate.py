@@ -205,13 +205,12 @@ timing:
 """
 
 import os
-import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.modelops.fleet.plugins.module_utils._activate import ActivateError, Activator
-from ansible_collections.modelops.fleet.plugins.module_utils._attest import restart_reason, unit_property, unit_state
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import restart_reason, unit_state
 from ansible_collections.modelops.fleet.plugins.module_utils._bluegreen import (
     COLORS, Layout, fit_shortfall, gpu_free, meminfo_available,
 )
@@ -219,7 +218,9 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import Ho
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import (
     HostStateError, read_link, release_rel, tree_size,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._ready import EngineNotReady, ReadinessWaiter
+from ansible_collections.modelops.fleet.plugins.module_utils._ready import (
+    EngineNotReady, ReadinessWaiter, restart_unit, systemctl,
+)
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import (
     activate_spec, engine_api_spec, model_store_spec, ready_spec,
 )
@@ -229,12 +230,6 @@ class CandidateError(Exception):
     def __init__(self, msg, result=None):
         super(CandidateError, self).__init__(msg)
         self.result = result or {}
-
-
-def _systemctl(*args):
-    proc = subprocess.run(["systemctl"] + list(args), check=False,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
 
 
 class Candidate(object):
@@ -280,22 +275,17 @@ class Candidate(object):
         """Point color's link at rel and (re)start its unit; wait until it serves rel."""
         unit = self.layout.unit(color)
         self.layout.set_release(color, rel)
-        if unit_property(unit, "NeedDaemonReload") == "yes":
-            _systemctl("daemon-reload")
-        _systemctl("reset-failed", unit)
-        rc, out, err = self.timed("start_s", _systemctl, "restart", unit)
-        if rc != 0:
-            raise EngineNotReady("systemctl restart %s failed (rc %d): %s" % (unit, rc, err or out))
+        self.timed("start_s", restart_unit, unit)
         ready = self.timed("ready_s", self.waiter(color).wait)
         self.result["served_dir"] = ready.pop("served_dir", None)
         return ready
 
     def stop(self, color):
         unit = self.layout.unit(color)
-        self.timed("stop_s", _systemctl, "stop", unit)
+        self.timed("stop_s", systemctl, "stop", unit)
         # vLLM exits with a signal status when stopped: not a failure of the unit
-        _systemctl("reset-failed", unit)
-        _systemctl("disable", unit)
+        systemctl("reset-failed", unit)
+        systemctl("disable", unit)
         self.layout.drop_release(color)
         self.result["stopped"] = color
         self.result["changed"] = True
@@ -386,7 +376,7 @@ class Candidate(object):
         return self.finish()
 
     def stop_serving(self, color):
-        self.timed("stop_s", _systemctl, "stop", self.layout.unit(color))
+        self.timed("stop_s", systemctl, "stop", self.layout.unit(color))
 
     def restore(self, color):
         """Start color again on its release and move the clients back to it (the in-place
@@ -422,7 +412,7 @@ class Candidate(object):
         act = self.activator.run_locked(target=tuple(rel.split("/")), extra=extra)
         if act["changed"]:
             self.result.update(changed=True, ledger_event=act["ledger_event"], pruned=act["pruned"])
-        _systemctl("enable", self.layout.unit(color))
+        systemctl("enable", self.layout.unit(color))
         if self.running(old) or self.layout.release(old):
             if serving == old:
                 self.result["drained"] = self.drain(old)

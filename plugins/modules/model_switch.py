@@ -166,16 +166,15 @@ timing:
 """
 
 import os
-import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.modelops.fleet.plugins.module_utils._activate import ActivateError, Activator, fmt
-from ansible_collections.modelops.fleet.plugins.module_utils._attest import restart_reason, unit_property
+from ansible_collections.modelops.fleet.plugins.module_utils._attest import restart_reason
 from ansible_collections.modelops.fleet.plugins.module_utils._hostlock import HostLock
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostStateError
-from ansible_collections.modelops.fleet.plugins.module_utils._ready import EngineNotReady, ReadinessWaiter
+from ansible_collections.modelops.fleet.plugins.module_utils._ready import EngineNotReady, ReadinessWaiter, restart_unit
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import (
     activate_spec, engine_api_spec, model_store_spec, ready_spec,
 )
@@ -187,12 +186,6 @@ class SwitchFailed(Exception):
     def __init__(self, msg, result):
         super(SwitchFailed, self).__init__(msg)
         self.result = result
-
-
-def _systemctl(*args):
-    proc = subprocess.run(["systemctl"] + list(args), check=False,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
 
 
 class Switcher(object):
@@ -231,16 +224,10 @@ class Switcher(object):
 
     def restart(self):
         start = time.monotonic()
-        if unit_property(self.unit, "NeedDaemonReload") == "yes":
-            rc, out, err = _systemctl("daemon-reload")
-            if rc != 0:
-                raise EngineNotReady("systemctl daemon-reload failed (rc %d): %s" % (rc, err or out))
-        # A unit that crash-looped into systemd's start limit refuses a restart until reset.
-        _systemctl("reset-failed", self.unit)
-        rc, out, err = _systemctl("restart", self.unit)
-        self.timing["restart_s"] = round(self.timing.get("restart_s", 0) + time.monotonic() - start, 3)
-        if rc != 0:
-            raise EngineNotReady("systemctl restart %s failed (rc %d): %s" % (self.unit, rc, err or out))
+        try:
+            restart_unit(self.unit)
+        finally:
+            self.timing["restart_s"] = round(self.timing.get("restart_s", 0) + time.monotonic() - start, 3)
 
     def wait(self):
         start = time.monotonic()
