@@ -47,6 +47,12 @@ def rollout_budget_spent(the_plan, hostvars, max_fail_percentage):
 
 
 @_wrap
+def rollout_batch(host, the_plan, hostvars, play_hosts, serial, max_fail_percentage, check_mode=False):
+    """A host's batch, and whether its group is held or the failure budget is spent."""
+    return _rollout.batch_gate(host, the_plan, hostvars, play_hosts, serial, max_fail_percentage, check_mode)
+
+
+@_wrap
 def rollout_summary(the_plan, hostvars):
     """Each host's outcome and the hosts that fail the run."""
     return _rollout.summary(the_plan, hostvars)
@@ -59,5 +65,6 @@ class FilterModule(object):
             "rollout_plays": rollout_plays,
             "rollout_hold": rollout_hold,
             "rollout_budget_spent": rollout_budget_spent,
+            "rollout_batch": rollout_batch,
             "rollout_summary": rollout_summary,
         }

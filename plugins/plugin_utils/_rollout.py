@@ -184,9 +184,11 @@ def failed_hosts(the_plan, hostvars):
     return [h for h in planned(the_plan) if _status(hostvars, h) in FAILED]
 
 
-def budget_spent(the_plan, hostvars, max_fail_percentage):
+def budget_spent(the_plan, hostvars, max_fail_percentage, ignore=()):
     """True when the failed planned hosts exceed max_fail_percentage of the planned hosts
-    (the budget is checked before each batch of the rest)."""
+    (the budget is checked before each batch of the rest). Hosts in ignore (the batch that
+    is about to start: a host of it still counts as started while it upgrades) are not
+    counted as failed."""
     hosts = planned(the_plan)
     if not hosts:
         return False
@@ -194,7 +196,55 @@ def budget_spent(the_plan, hostvars, max_fail_percentage):
         pct = float(max_fail_percentage)
     except (TypeError, ValueError):
         raise RolloutError("model_max_fail_percentage %r is not a number" % (max_fail_percentage,))
-    return len(failed_hosts(the_plan, hostvars)) * 100.0 > pct * len(hosts)
+    failed = [h for h in failed_hosts(the_plan, hostvars) if h not in ignore]
+    return len(failed) * 100.0 > pct * len(hosts)
+
+
+def _batch_size(value, total):
+    """One serial entry as a number of hosts, as Ansible's serial reads it: an int, or a
+    percentage of the play's hosts (at least 1); 0 or less means all of them."""
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            return int(float(text[:-1]) / 100.0 * total) or 1
+        n = int(text)
+    except ValueError:
+        raise RolloutError("model_serial %r is not a number of hosts or a percentage (e.g. 2 or '25%%')" % (value,))
+    return total if n <= 0 else n
+
+
+def batches(play_hosts, serial):
+    """The play's hosts in the batches serial makes of them (serial: a number, a percentage
+    or a list of them, the last one repeated), the way Ansible splits a serial play."""
+    hosts = list(play_hosts)
+    sizes = serial if isinstance(serial, (list, tuple)) else [serial]
+    if not sizes:
+        sizes = ["100%"]
+    total = len(hosts)
+    out = []
+    i = 0
+    while hosts:
+        n = _batch_size(sizes[min(i, len(sizes) - 1)], total)
+        out.append(hosts[:n])
+        hosts = hosts[n:]
+        i += 1
+    return out
+
+
+def batch_gate(host, the_plan, hostvars, play_hosts, serial, max_fail_percentage, check_mode=False):
+    """What the rest play does with host as its batch starts, decided for each host on its
+    own (the play lets every host go at its own pace: no task runs once per batch):
+    {"batch": n, "wave": "batch-<n>", "hold": why its group is left alone ('' when it is
+    not; never in check mode), "halted": the failure budget was spent by earlier batches}."""
+    split = batches(play_hosts, serial)
+    for n, batch in enumerate(split, 1):
+        if host in batch:
+            break
+    else:
+        raise RolloutError("host %s is not one of the play's hosts %s" % (host, list(play_hosts)))
+    return {"batch": n, "wave": "batch-%d" % n,
+            "hold": "" if check_mode else canary_hold(the_plan, hostvars, host),
+            "halted": budget_spent(the_plan, hostvars, max_fail_percentage, ignore=batch)}
 
 
 NO_REASON = "unreachable or failed before the upgrade started"

@@ -63,6 +63,10 @@ def test_bootstrap_then_good_v2_canary_first_frozen_untouched_then_nothing(ansib
     # Same weights: only the changed generation_config.json would cross the wire.
     moved = int(rows["gpu-01"][-1])
     assert 0 < moved < 1024, rows["gpu-01"]
+    # A single host (or any host pattern) as the target plans that host only.
+    one = upgrade(ansible, keys, release_env, "--check", "-e", "model_target=gpu-02")
+    one_rows = dict((m.group(1), m.group(2).split()) for m in re.finditer(PLAN_ROW, one.stdout, re.M))
+    assert set(one_rows) == {"gpu-02"} and one_rows["gpu-02"][4] == "2412/%s" % VARIANT, one.stdout[-3000:]
     assert currents(ansible) == dict((h, "2411/%s" % VARIANT) for h in ALL)
     listing = ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a", "ls /srv/models/%s" % MODEL).stdout
     assert "2412" not in listing

@@ -18,6 +18,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
 
 from ansible_collections.modelops.fleet.plugins.filter.rollout_plan import (
+    rollout_batch,
     rollout_budget_spent,
     rollout_hold,
     rollout_plan,
@@ -150,6 +151,50 @@ def test_the_failure_budget_counts_failed_and_unfinished_hosts_of_the_planned_on
         rollout_budget_spent(plan, hv, "half")
 
 
+def test_a_host_of_a_batch_counts_only_earlier_batches_against_the_budget():
+    # The rest play runs each host on its own (strategy free): a host of the batch that
+    # starts later than its neighbours must not count them as failed while they upgrade.
+    plan, hv = _fleet()
+    rest = plan["rest"] + plan["immediate"]  # gpu-2, gpu-3, npu-2, edge-1, edge-2
+    for canary in plan["canary"]:
+        hv[canary]["model_upgrade_status"] = "upgraded"
+    hv["gpu-2"]["model_upgrade_status"] = "upgraded"
+    hv["gpu-3"]["model_upgrade_status"] = "failed"    # batch 1 (2 hosts a batch)
+    hv["npu-2"]["model_upgrade_status"] = "started"   # batch 2, upgrading now
+    # 1 failed of 7 planned (14 %) is within 15 %: edge-1 (batch 2) goes on although its
+    # neighbour npu-2 is 'started'; counted, that would be 2 of 7, over the budget.
+    gate = rollout_batch("edge-1", plan, hv, rest, 2, 15)
+    assert gate == {"batch": 2, "wave": "batch-2", "hold": "", "halted": False}
+    assert rollout_budget_spent(plan, hv, 15)  # the plain budget counts npu-2
+    # edge-2 is batch 3: npu-2 still 'started' (never finished) counts, the budget is spent.
+    assert rollout_batch("edge-2", plan, hv, rest, 2, 15)["halted"] is True
+    assert rollout_batch("edge-2", plan, hv, rest, 2, 15)["wave"] == "batch-3"
+
+
+def test_a_host_of_a_group_whose_canary_failed_is_held_but_not_in_check_mode():
+    plan, hv = _fleet()
+    hv["gpu-1"]["model_upgrade_status"] = "failed"
+    rest = plan["rest"] + plan["immediate"]
+    gate = rollout_batch("gpu-2", plan, hv, rest, "100%", 100)
+    assert gate["hold"] == "canary gpu-1 of group gpu ended failed: the group is left alone"
+    assert rollout_batch("gpu-2", plan, hv, rest, "100%", 100, True)["hold"] == ""
+    assert rollout_batch("edge-1", plan, hv, rest, "100%", 100)["hold"] == ""
+    with pytest.raises(AnsibleFilterError, match="host crit-1 is not one of the play's hosts"):
+        rollout_batch("crit-1", plan, hv, rest, 1, 100)
+    with pytest.raises(AnsibleFilterError, match="model_serial 'two' is not a number of hosts"):
+        rollout_batch("gpu-2", plan, hv, rest, "two", 100)
+
+
+@pytest.mark.parametrize("serial, sizes", [
+    (1, [1, 1, 1, 1, 1, 1, 1]), ("3", [3, 3, 1]), ("30%", [2, 2, 2, 1]), ("100%", [7]), (0, [7]),
+    ("1%", [1, 1, 1, 1, 1, 1, 1]), ([1, "50%"], [1, 3, 3]), ([], [7]), ([2, 0], [2, 5]),
+])
+def test_batches_split_the_hosts_as_a_serial_play_does(serial, sizes):
+    hosts = ["h%d" % i for i in range(7)]
+    split = rollout.batches(hosts, serial)
+    assert [len(b) for b in split] == sizes and sum(split, []) == hosts
+
+
 def test_the_summary_names_every_host_and_the_ones_that_fail_the_run():
     plan, hv = _fleet()
     hv["gpu-1"]["model_upgrade_status"] = "upgraded"
@@ -242,6 +287,47 @@ def test_the_policy_filters_read_real_hostvars_in_a_playbook(tmp_path):
                                        "e2": "not upgraded", "c1": "frozen (drift from pin)"}
     assert msg["summary"]["failed"] == ["g1"] and msg["summary"]["failures"] == ["g1: refused"]
     assert msg["summary"]["plan_rows"] == [{"host": "g1", "action": "upgrade"}, {"host": "e1", "action": "upgrade"}]
+
+
+SERIAL_PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  serial: [1, "40%%"]
+  strategy: free
+  tasks:
+    - ansible.builtin.set_fact:
+        gate: "{{ inventory_hostname | modelops.fleet.rollout_batch(_plan, hostvars, ansible_play_hosts_all, [1, '40%%'], 100) }}"
+        batch: "{{ ansible_play_batch }}"
+      vars:
+        _plan: "{{ groups['all'] | modelops.fleet.rollout_plan(hostvars) }}"
+    - ansible.builtin.debug:
+        msg: "%(marker)s {{ inventory_hostname }} {{ gate.wave }} {{ batch | join(',') }}"
+"""
+
+
+def test_the_batch_a_host_is_told_is_the_batch_ansible_runs_it_in(tmp_path):
+    # Ansible's own serial split (a list, a percentage) against rollout_batch's, in a free
+    # play over 5 hosts: batches of 1, 2 (40 %% of 5), 2.
+    import shutil
+    import subprocess
+    import sys
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("needs the ansible CLI of the venv")
+    marker = "BATCH-OF"
+    (tmp_path / "play.yml").write_text(SERIAL_PLAYBOOK % {"marker": marker})
+    (tmp_path / "inv.yml").write_text("all:\n  vars: {ansible_connection: local}\n"
+                                      "  hosts: {a: {}, b: {}, c: {}, d: {}, e: {}}\n")
+    env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "inv.yml"), str(tmp_path / "play.yml")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    seen = {}
+    for line in proc.stdout.splitlines():
+        if marker in line and "{{" not in line:
+            host, wave, batch = line.split(marker, 1)[1].strip().strip('"').split()
+            seen[host] = (wave, batch)
+    assert seen == {"a": ("batch-1", "a"), "b": ("batch-2", "b,c"), "c": ("batch-2", "b,c"),
+                    "d": ("batch-3", "d,e"), "e": ("batch-3", "d,e")}, proc.stdout[-3000:]
 
 
 def _edge(mirror=None, **extra):
