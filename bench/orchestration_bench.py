@@ -17,8 +17,10 @@ playbooks/publish.yml (real GnuPG key), every host is bootstrapped with v1, then
    one thread per host and endpoint polls ``/v1/models`` and a one-token completion on the
    host's published API port every 100 ms, and the longest time each host did not answer is
    its downtime;
-2. runs a no-op upgrade.yml (everything already at the target) and ``ansible all -m ping``
-   over the same inventory, in alternating order;
+2. runs a no-op upgrade.yml (everything already at the target), its floor (bench/noop_floor.yml:
+   the release verified once on the controller and one model_info read per host, with the
+   arguments the rollout's own read passed them) and ``ansible all -m ping`` over the same
+   inventory, in an order that changes from round to round;
 3. measures the engine's own start time on each host: ``systemctl restart modelops-inference``
    until ``/health`` answers (and until a completion answers), timed inside the host, for one
    host at a time and for the hosts of the second wave at once.
@@ -51,6 +53,7 @@ from _common import (REPO, SSH_BATCH_OPTIONS, Ansible, BenchError, Canvas, first
 RESULTS = os.path.join(REPO, "bench", "results", "orchestration.json")
 PNG = os.path.join(REPO, "docs", "rollout.png")
 UPGRADE = os.path.join(REPO, "playbooks", "upgrade.yml")
+FLOOR = os.path.join(REPO, "bench", "noop_floor.yml")
 DEMO_INVENTORY = os.path.join(REPO, "inventories", "demo")
 # inventories/demo runs vLLM on its gpu_servers; this benchmark measures llama.cpp on every
 # host (as the integration suite runs it), which tests/integration/inventory overlays.
@@ -279,6 +282,39 @@ def host_step_times(tl):
     return out
 
 
+def host_done(tl):
+    """{play: {host: seconds from the play's start to the end of the host's last task in it}}
+    for the canary and batch plays: when each host was done, whether or not it waited for others."""
+    starts = dict((p["name"], p["start"]) for p in tl["plays"])
+    out = {}
+    for t in tl["tasks"]:
+        if t["play"] not in ("Canaries", "The rest, in batches, within the failure budget"):
+            continue
+        for h, r in t["hosts"].items():
+            if "end" in r:
+                d = out.setdefault(t["play"], {})
+                d[h] = max(d.get(h, 0.0), r["end"] - starts[t["play"]])
+    return out
+
+
+def floor_args(tl):
+    """{"floor_releases": [...], "floor_hosts": {host: args}}: the arguments of the run's
+    model_release_info calls and of each host's first model_info call (its read), for
+    bench/noop_floor.yml."""
+    releases, hosts = [], {}
+    for t in tl["tasks"]:
+        short = (t["action"] or "").split(".")[-1]
+        for h, r in t["hosts"].items():
+            for a in r.get("args") or []:
+                if short == "model_release_info":
+                    releases.append({k: a.get(k) for k in ("repository", "model_name", "variant", "version", "allow_rollback",
+                                                           "keyring", "trusted_fingerprints", "catalog")})
+                elif short == "model_info" and h not in hosts:
+                    hosts[h] = {k: v for k, v in a.items() if k in ("model_root", "model_name", "engine_install", "converge")
+                                and v is not None}
+    return {"floor_releases": releases, "floor_hosts": hosts}
+
+
 def changed_tasks(tl):
     return [(t["name"], h) for t in tl["tasks"] for h, r in t["hosts"].items() if r.get("changed")]
 
@@ -400,6 +436,8 @@ class Bench(object):
             env.update({"ANSIBLE_CALLBACK_PLUGINS": CALLBACKS,
                         "ANSIBLE_CALLBACKS_ENABLED": ",".join(configured_callbacks() + ["bench_timeline"]),
                         "BENCH_TIMELINE_FILE": timeline})
+        for ev in self.args.extra_vars or []:
+            extra = extra + ("-e", ev)
         start = time.time()
         proc, wall = self.ansible.playbook(UPGRADE, self.vars_file, env=env, check=False, args=list(extra))
         end = time.time()
@@ -469,8 +507,10 @@ class Bench(object):
             if p.kind == "completion" and isinstance(journal.get(p.host), list):
                 d["restart"] = restart_parts(d["outage_list"], journal[p.host], start)
             down.setdefault(p.host, {})[p.kind] = d
+        self.floor_args = floor_args(tl)
+        done = host_done(tl)
         return {"round": rnd, "version": version, "start_epoch": start, "wall_s": wall, "spans": spans, "plays": by_play,
-                "journal": journal,
+                "journal": journal, "host_done": done,
                 "host_steps": host_step_times(tl), "slowest": slowest_tasks(tl), "downtime": down,
                 "step_sources": sorted(set("%s:%s" % (t["step"], t["step_source"]) for t in tl["tasks"])),
                 "ok_summary": bool(re.search(r"upgraded", proc.stdout))}
@@ -488,6 +528,17 @@ class Bench(object):
         return {"round": rnd, "wall_s": wall, "spans": spans, "plays": by_play, "changed": changed,
                 "recap_changed": {h: int(c) for h, dummy, c in recap}, "tasks_per_host": tasks_per_host,
                 "host_steps": host_step_times(tl), "slowest": slowest_tasks(tl, 12)}
+
+    def floor(self, rnd):
+        """bench/noop_floor.yml with the reads of this round's rollout (same release, same arguments)."""
+        if not getattr(self, "floor_args", None):
+            raise BenchError("no model_info / model_release_info arguments were recorded from the rollout")
+        path = os.path.join(self.run_dir, "floor-vars-%d.json" % rnd)
+        write_json(path, self.floor_args)
+        proc, wall = self.ansible.playbook(FLOOR, path, check=False)
+        if proc.returncode != 0:
+            raise BenchError("noop_floor.yml failed (rc=%d):\n%s\n%s" % (proc.returncode, proc.stdout[-5000:], proc.stderr[-2000:]))
+        return {"round": rnd, "wall_s": wall}
 
     def ping(self, rnd):
         proc, wall = self.ansible.adhoc("all", "ansible.builtin.ping", "")
@@ -556,6 +607,7 @@ def analyse(res):
     rounds = res["rounds"]
     noop = [r["noop"] for r in rounds if r.get("noop")]
     ping = [r["ping"] for r in rounds if r.get("ping")]
+    floor = [r["floor"] for r in rounds if r.get("floor")]
     n_hosts = len(res["hosts"])
     if noop and ping:
         nw, pw = summary(series(noop)), summary(series(ping))
@@ -579,6 +631,11 @@ def analyse(res):
             for h, steps in r["host_steps"].items():
                 host_sum.setdefault(h, []).append(sum(steps.values()))
         an["noop"]["host_task_s"] = {h: summary(v) for h, v in host_sum.items()}
+        if floor:
+            fw = summary(series(floor))
+            an["noop"]["floor_wall_s"] = fw
+            an["noop"]["floor_ratio"] = fw["median"] / pw["median"]
+            an["noop"]["over_floor"] = nw["median"] / fw["median"]
     ro = [r["rollout"] for r in rounds if r.get("rollout")]
     if ro:
         walls = summary(series(ro))
@@ -596,7 +653,13 @@ def analyse(res):
             for h, steps in r["host_steps"].items():
                 for k, v in steps.items():
                     host_steps.setdefault(h, {}).setdefault(k, []).append(v)
+        done = {}
+        for r in ro:
+            for play, d in (r.get("host_done") or {}).items():
+                for h, v in d.items():
+                    done.setdefault(play, {}).setdefault(h, []).append(v)
         an["rollout"] = {"wall_s": walls, "spans": spans, "grouped": grouped,
+                         "host_done": {play: {h: summary(v) for h, v in d.items()} for play, d in done.items()},
                          "plays": {k: summary(v) for k, v in plays.items()},
                          "host_steps": {h: {k: summary(v) for k, v in d.items()} for h, d in host_steps.items()},
                          "step_sources": sorted(set(s for r in ro for s in r["step_sources"]))}
@@ -732,6 +795,12 @@ def render(res, an, doc_path, png_path):
             verdict(no["goal_met"])))
         lines.append("| Per-host overhead of the no-op upgrade over ping ((upgrade − ping) / %d hosts) | %s | — | — | (context) | — |" % (
             n_hosts, fmt_seconds(no["per_host_overhead_s"])))
+        if no.get("floor_wall_s"):
+            lines.append("| Floor of a no-op (`bench/noop_floor.yml`: verify once, one read per host) vs ping | %s | %s | %.2f × | "
+                         "(the floor) | — |" % (fmt_seconds(no["floor_wall_s"]["median"]), fmt_seconds(no["ping_wall_s"]["median"]),
+                                                no["floor_ratio"]))
+            lines.append("| No-op `upgrade.yml` vs its floor | %s | %s | %.2f × | (report) | — |" % (
+                fmt_seconds(no["noop_wall_s"]["median"]), fmt_seconds(no["floor_wall_s"]["median"]), no["over_floor"]))
     ro = an.get("rollout")
     if ro:
         g = ro["grouped"]
@@ -755,8 +824,9 @@ def render(res, an, doc_path, png_path):
     if ro:
         lines += ["", "### Rollout time per step", "",
                   "Wall time of one rollout split by step: each task (and handler) owns the time from its start to the "
-                  "next task's start, so the steps add up to the whole `ansible-playbook` run; hosts of one play run a "
-                  "task in parallel, so a step's wall time is the slowest host's. Steps come from the task var "
+                  "next task's start (the canary and batch plays run with the `free` strategy: there a task starts once for "
+                  "each host, and the time goes to the step the controller handed out last), so the steps add up to the "
+                  "whole `ansible-playbook` run. The per-host table below is exact either way. Steps come from the task var "
                   "`modelops_step` where the role sets it, else from the action (`model_sync` → sync, `inference_ready` → "
                   "ready, `model_probe` → probe, `pause` → soak) and the `inference_server` role → restart; seen in these "
                   "runs: %s." % ", ".join("`%s`" % s for s in ro["step_sources"]), "",
@@ -851,6 +921,19 @@ def notes(res, an):
                      len(no["plays"]), ", ".join("%s %d" % (h, v) for h, v in sorted(no["tasks_per_host"].items())),
                      ", ".join(parts)))
         out.append(text)
+        if no.get("floor_wall_s"):
+            fw = no["floor_wall_s"]
+            out.append(
+                "The floor: `bench/noop_floor.yml` does only what a no-op cannot skip and still know that every host serves "
+                "the release: Ansible's start-up, the release's signature verified once on the controller "
+                "(`model_release_info`), and one `model_info` read per host with the arguments the rollout's own read passed "
+                "(the release's files checked against the signed manifest through the hash cache, `current`, the engine "
+                "started from the release and answering one short completion, the installation, the lock, the metrics). It "
+                "takes %s (%s–%s), %.2f × ping: %s. The no-op upgrade.yml is %.2f × its floor; the rest is the plan, the "
+                "policy plays, the reports and the summary." % (
+                    fmt_seconds(fw["median"]), fmt_seconds(fw["min"]), fmt_seconds(fw["max"]), no["floor_ratio"],
+                    "the goal of %.1f × is below what one verified read per host costs here" % NOOP_RATIO_GOAL
+                    if no["floor_ratio"] > NOOP_RATIO_GOAL else "the goal is above the floor", no["over_floor"]))
         if no["slowest"]:
             out.append("The no-op's slowest tasks (wall time from the task's start to the next, median): %s." % "; ".join(
                 "%s (%s, %s) %s" % (t["name"], t["play"], t["step"], fmt_seconds(t["span_s"]["median"])) for t in no["slowest"][:8]))
@@ -966,8 +1049,10 @@ def commands(res):
         "callbacks_enabled>,bench_timeline MODELOPS_REPORT_DIR=/var/tmp/modelops-fleet/%s/reports ansible-playbook "
         "upgrade.yml` (latest release; the inventory's canary size 1 and soak %s s); afterwards "
         "`readlink /srv/models/%s/current` on every host is checked." % (res["fleet_name"], res.get("soak_s", "5"), MODEL),
-        "No-op: the same `ansible-playbook upgrade.yml` again; reference: `ansible all -m ansible.builtin.ping -o` with the "
-        "same inventories; the two alternate which goes first from round to round.",
+        "No-op: the same `ansible-playbook upgrade.yml` again; floor: `ansible-playbook bench/noop_floor.yml -e "
+        "@floor-vars.json` (the rollout's `model_release_info` and per-host `model_info` arguments, from the timeline "
+        "callback); reference: `ansible all -m ansible.builtin.ping -o` with the same inventories; the three rotate which "
+        "goes first from round to round.",
         "Downtime: threads on the controller, `GET http://127.0.0.1:<api port>/v1/models` and `POST "
         "http://127.0.0.1:<api port>/v1/completions` `{\"prompt\": \"1\", \"max_tokens\": 1}`, timeout 2 s, every %.0f ms "
         "each, from 1 s before the rollout to 1 s after it." % (res["params"]["poll_interval"] * 1000),
@@ -996,6 +1081,8 @@ def parse_args(argv):
     ap.add_argument("--latency-factor", type=float, default=3.0,
                     help="latency_vs_baseline factor of smoke-bench (default 3.0; the shipped smoke suite uses 1.3)")
     ap.add_argument("--keep-fleet", action="store_true", help="leave the fleet up at the end (for debugging)")
+    ap.add_argument("--extra-vars", action="append", default=None, metavar="VAR=VALUE",
+                    help="an extra var for every upgrade.yml run, e.g. model_rollout_strategy=linear (repeatable)")
     _common.add_from_results(ap)
     args = ap.parse_args(argv)
     if args.inventory is None:
@@ -1024,7 +1111,7 @@ def main(argv=None):
 
     started, log, run_dir = _common.start_run(args.workdir)
     res = {"params": {"rounds": args.rounds, "poll_interval": args.poll_interval, "probe_suite": args.probe_suite,
-                      "latency_factor": args.latency_factor},
+                      "latency_factor": args.latency_factor, "extra_vars": args.extra_vars or []},
            "started": utc_now(), "fleet_name": args.fleet_name, "port_offset": args.port_offset,
            "machine": _common.machine_info(ansible_core=first_line(["ansible", "--version"]),
                                            openssh=first_line(["ssh", "-V"]), podman=first_line(["podman", "--version"])),
@@ -1075,9 +1162,8 @@ def main(argv=None):
                 log("  rollout %.1f s: %s" % (r["wall_s"], ", ".join("%s %.1f" % (k, v) for k, v in r["spans"].items() if v >= 0.05)))
                 log("  downtime (completion): %s" % ", ".join("%s %.2f s" % (h, d["completion"]["longest_s"] or -1)
                                                               for h, d in r["downtime"].items()))
-                order = [("noop", bench.noop), ("ping", bench.ping)]
-                if i % 2:
-                    order.reverse()
+                order = [("noop", bench.noop), ("floor", bench.floor), ("ping", bench.ping)]
+                order = order[i % 3:] + order[:i % 3]
                 for name, call in order:
                     entry[name] = call(rnd)
                     log("  %s %.1f s" % (name, entry[name]["wall_s"]))

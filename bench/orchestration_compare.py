@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402  pylint: disable=wrong-import-position
 
 SWITCH_STEPS = ("activate", "restart", "ready")
+REST_PLAY = "The rest, in batches, within the failure budget"
 
 
 def mm(s, unit="s"):
@@ -79,6 +80,16 @@ def rows(before, after):
         ("Canary rollout: configure step", mm(b["rollout"]["spans"].get("configure")),
          mm(a["rollout"]["spans"].get("configure"))),
     ]
+    for play in ("Canaries", REST_PLAY):
+        if play in b["rollout"].get("plays", {}) and play in a["rollout"].get("plays", {}):
+            out.append(("Canary rollout: the play %s" % play, mm(b["rollout"]["plays"][play]), mm(a["rollout"]["plays"][play])))
+    for play, d in sorted((a["rollout"].get("host_done") or {}).items()):
+        for h in sorted(d):
+            bd = ((b["rollout"].get("host_done") or {}).get(play) or {}).get(h)
+            out.append(("%s: done, from the start of the play %s" % (h, play), mm(bd), mm(d[h])))
+    if b["noop"].get("floor_wall_s") or a["noop"].get("floor_wall_s"):
+        out.insert(3, ("Floor of a no-op (`bench/noop_floor.yml`), same hosts", mm(b["noop"].get("floor_wall_s")),
+                       mm(a["noop"].get("floor_wall_s"))))
     hosts = sorted(h for h, d in a["downtime"].items() if d.get("wave") != "frozen")
     for h in hosts:
         out.append(("%s: switch + restart + ready, per host (%s)" % (h, a["downtime"][h]["wave"]),

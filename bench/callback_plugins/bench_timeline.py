@@ -65,6 +65,10 @@ def task_step(task):
     return "other", "none"
 
 
+# Modules whose arguments the timeline keeps (the floor of a no-op reruns them).
+ARGS_OF = ("model_info", "model_release_info")
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -116,6 +120,12 @@ class CallbackModule(CallbackBase):
         h["end"] = time.time()
         h["status"] = status
         h["changed"] = bool(result._result.get("changed", False))
+        if entry["action"].split(".")[-1] in ARGS_OF:
+            # the arguments the run passed (bench/noop_floor.yml runs the same reads again)
+            res = result._result
+            found = [res.get("invocation", {}).get("module_args")] + [
+                r.get("invocation", {}).get("module_args") for r in res.get("results", []) if isinstance(r, dict)]
+            h["args"] = [a for a in found if a]
 
     def v2_runner_on_ok(self, result):
         self._done(result, "ok")
