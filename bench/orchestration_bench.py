@@ -347,6 +347,8 @@ class Bench(object):
         self.repo = os.path.join(run_dir, "repo")
         self.catalog = os.path.join(run_dir, "registry.db")
         self.vars_file = os.path.join(run_dir, "upgrade-vars.json")
+        # the arguments of the last rollout's reads (floor_args), for bench/noop_floor.yml
+        self.floor_args = None
 
     # ---------------------------------------------------------------- set-up
 
@@ -531,7 +533,7 @@ class Bench(object):
 
     def floor(self, rnd):
         """bench/noop_floor.yml with the reads of this round's rollout (same release, same arguments)."""
-        if not getattr(self, "floor_args", None):
+        if not self.floor_args:
             raise BenchError("no model_info / model_release_info arguments were recorded from the rollout")
         path = os.path.join(self.run_dir, "floor-vars-%d.json" % rnd)
         write_json(path, self.floor_args)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+from ansible.utils.helpers import pct_to_int
+
 POLICIES = ("immediate", "canary", "frozen")
 # The model_mirror role's default port (model_mirror_port).
 MIRROR_PORT = 8090
@@ -201,14 +203,11 @@ def budget_spent(the_plan, hostvars, max_fail_percentage, ignore=()):
 
 
 def _batch_size(value, total):
-    """One serial entry as a number of hosts, as Ansible's serial reads it: an int, or a
-    percentage of the play's hosts (at least 1); 0 or less means all of them."""
-    text = str(value).strip()
+    """One serial entry as a number of hosts, read by Ansible's own helper (an int, or a
+    percentage of the play's hosts, at least 1); 0 or less means all of them."""
     try:
-        if text.endswith("%"):
-            return int(float(text[:-1]) / 100.0 * total) or 1
-        n = int(text)
-    except ValueError:
+        n = pct_to_int(value, total)
+    except (TypeError, ValueError):
         raise RolloutError("model_serial %r is not a number of hosts or a percentage (e.g. 2 or '25%%')" % (value,))
     return total if n <= 0 else n
 
