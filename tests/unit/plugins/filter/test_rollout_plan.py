@@ -376,3 +376,23 @@ def test_site_mirror_mistakes_are_refused_naming_the_host_and_what_to_do():
         rollout_plan(["edge-1"], {"edge-1": _edge(model_sync_source="mirror")})
     with pytest.raises(AnsibleFilterError, match="host m: model_mirror_port 'http' is not a port number"):
         rollout_plan(["edge-1"], {"edge-1": _edge("m"), "m": {"model_is_site_mirror": True, "model_mirror_port": "http"}})
+
+
+def test_a_target_that_matches_no_host_fails_naming_it_before_any_host_is_touched(tmp_path):
+    # upgrade.yml resolves model_target as a host pattern; one that matches nothing would
+    # plan an empty rollout and "succeed" without upgrading anything.
+    import shutil
+    import subprocess
+    import sys
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("needs the ansible CLI of the venv")
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, MODELOPS_REPORT_DIR=str(tmp_path))
+    proc = subprocess.run(["ansible-playbook", "-i", os.path.join(REPO, "inventories", "demo"),
+                           os.path.join(REPO, "playbooks", "upgrade.yml"), "-e", "model_target=gpu-99:&nowhere"],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "model_target 'gpu-99:&nowhere' matches no host of the inventory" in " ".join(out.split()), out[-3000:]
+    assert "PLAY [Read every planned host once]" not in out, out[-3000:]
