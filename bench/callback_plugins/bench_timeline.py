@@ -19,7 +19,8 @@ type: aggregate
 short_description: Task and handler timings with their rollout step, for the benchmarks
 description:
   - Records the start of every task and handler, and for every host when it started and finished it,
-    with the task's rollout step (the task var C(modelops_step), else derived from the action and role),
+    with the task's rollout step (the task var C(modelops_step), else the step the module's result
+    names, else derived from the action and role) and the seconds a step module measured itself,
     and writes them as JSON to the file named by E(BENCH_TIMELINE_FILE) when the playbook ends.
 requirements:
   - enable in the callbacks_enabled list
@@ -120,6 +121,13 @@ class CallbackModule(CallbackBase):
         h["end"] = time.time()
         h["status"] = status
         h["changed"] = bool(result._result.get("changed", False))
+        account = result._result.get("step")
+        if isinstance(account, dict) and account.get("name"):
+            # a step module names its step and times its own work (module_utils/_step.py);
+            # a task var (the caller's label) still wins
+            h["seconds"] = account.get("seconds")
+            if entry["step_source"] != "var":
+                entry["step"], entry["step_source"] = str(account["name"]), "result"
         if entry["action"].split(".")[-1] in ARGS_OF:
             # the arguments the run passed (bench/noop_floor.yml runs the same reads again)
             res = result._result

@@ -31,7 +31,11 @@ from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import
 class ActionModule(ModuleAction):
     TRANSFERS_FILES = False
     MODULE = "model_probe"
+    STEP = "probe"
     SPEC = staticmethod(probe_argument_spec)
+
+    def step_name(self, args):
+        return "baseline" if args.get("baseline") == "record" else "probe"
 
     def run_validated(self, result, valid, args, task_vars):
         # The spec was checked before the suite is loaded or a request sent.

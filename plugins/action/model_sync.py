@@ -37,6 +37,7 @@ MAX_META = 16 * 1024 * 1024
 class ActionModule(ModuleAction):
     TRANSFERS_FILES = True
     MODULE = "model_sync"
+    STEP = "sync"
     SPEC = staticmethod(sync_argument_spec)
     REQUIRED_IF = SYNC_REQUIRED_IF
 

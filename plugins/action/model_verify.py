@@ -30,6 +30,7 @@ from ansible_collections.modelops.fleet.plugins.plugin_utils._trust import (
 class ActionModule(ModuleAction):
     TRANSFERS_FILES = False
     MODULE = "model_verify"
+    STEP = "verify"
     SPEC = staticmethod(verify_argument_spec)
 
     def _slurp(self, path, task_vars, missing_ok=False):

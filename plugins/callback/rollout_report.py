@@ -26,9 +26,15 @@ description:
   - C(report.html) - one self-contained page (inline CSS and SVG, no external assets) with the
     fleet summary, failures first, a per-host timeline of the steps drawn as bars, and probe
     latency against the baseline.
-  - The step of a task is its C(modelops_step) task variable; without one it is derived from
-    the module (C(model_sync) is sync, C(model_activate) activate or rollback,
-    C(inference_ready) ready, C(model_probe) probe or baseline, service restarts restart).
+  - Each step module of the collection returns its own account, C(step) - the step's name
+    (C(model_sync) is sync, C(model_switch) restart or rollback, C(model_probe) probe or
+    baseline, ...), its outcome, the seconds its own work took and the phases it timed. The
+    report takes the step, its outcome and its own seconds from there; a step's C(seconds)
+    are what its modules account for, C(overhead) the rest of its span (templating, the
+    connection, the module's transfer and start). A task variable C(modelops_step) names the
+    step of tasks that are not step modules (the soak, the engine's configuration) and
+    relabels a module's step in a caller's flow (the re-probe after a rollback); other
+    tasks' steps are derived from the action (service restarts are restart).
   - Host facts C(model_upgrade_context), C(model_upgrade_status), C(model_upgrade_failure)
     and C(model_upgrade_rolled_back) set by the role give the context and the final state.
     An unreachable host ends in state C(unreachable).

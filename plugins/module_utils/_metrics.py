@@ -38,9 +38,12 @@ HELP = {
     "modelops_probe_latency_p90_seconds": "90th percentile latency of the answered probe requests of the last run.",
     "modelops_probe_baseline_latency_p50_seconds": "Median latency of the baseline the last probe run compared with.",
     "modelops_probe_baseline_latency_p90_seconds": "90th percentile latency of the baseline the last probe run compared with.",
+    "modelops_upgrade_step_seconds": "Seconds each step of the last upgrade (or rollback) took, as the step measured itself.",
+    "modelops_upgrade_step_success": "1 if the step of the last upgrade (or rollback) succeeded, else 0.",
 }
 ORDER = list(HELP)
 PROBE_PREFIX = "modelops_probe_"
+STEP_PREFIX = "modelops_upgrade_step_"
 
 
 def escape_label(value):
@@ -101,8 +104,9 @@ def last_upgrade_event(events, model):
     return None
 
 
-def existing_probe_lines(path):
-    """Probe samples of an existing metrics file: {metric: [lines]} (kept when no probe is given)."""
+def existing_probe_lines(path, prefix=PROBE_PREFIX):
+    """Samples of an existing metrics file whose names start with prefix: {metric: [lines]}
+    (the probe's, kept when no probe is given; the steps', kept when no steps are given)."""
     found = {}
     try:
         with open(path, "r") as f:
@@ -110,7 +114,7 @@ def existing_probe_lines(path):
     except (OSError, UnicodeDecodeError):
         return found
     for line in text.splitlines():
-        if not line.startswith(PROBE_PREFIX):
+        if not line.startswith(prefix):
             continue
         m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", line)
         if m:
@@ -147,6 +151,37 @@ def probe_samples(model, probe):
                 name = "%s%s_seconds" % (prefix, q)
                 out[name] = [sample(name, labels, round(ms / 1000.0, 6))]
     return out
+
+
+def step_samples(model, steps):
+    """The step accounts (module_utils/_step.py) of an upgrade: per step name, the seconds
+    of its calls added up, and whether all of them succeeded."""
+    seconds, success = {}, {}
+    for st in steps:
+        if not isinstance(st, dict) or not st.get("name") or not isinstance(st.get("seconds"), (int, float)):
+            raise MetricsError("steps must be the 'step' of registered modelops.fleet step results "
+                               "(each a dict with name, seconds and outcome), got %r" % (st,))
+        name = str(st["name"])
+        seconds[name] = seconds.get(name, 0.0) + float(st["seconds"])
+        success[name] = success.get(name, True) and st.get("outcome") != "failed"
+    out = {}
+    for name in sorted(seconds):
+        labels = {"model": model, "step": name}
+        out.setdefault("modelops_upgrade_step_seconds", []).append(
+            sample("modelops_upgrade_step_seconds", labels, round(seconds[name], 3)))
+        out.setdefault("modelops_upgrade_step_success", []).append(
+            sample("modelops_upgrade_step_success", labels, success[name]))
+    return out
+
+
+def keep_existing(p, prefix, samples):
+    kept = existing_probe_lines(p["path"], prefix)
+    if p["model_name"] is not None:
+        kept = dict((k, [ln for ln in v if 'model="%s"' % escape_label(p["model_name"]) in ln])
+                    for k, v in kept.items())
+    for k, v in kept.items():
+        if v:
+            samples[k] = v
 
 
 def collect(p, warn):
@@ -204,11 +239,9 @@ def collect(p, warn):
     if p["probe"] is not None:
         samples.update(probe_samples(p["model_name"], p["probe"]))
     else:
-        kept = existing_probe_lines(p["path"])
-        if p["model_name"] is not None:
-            kept = dict((k, [ln for ln in v if 'model="%s"' % escape_label(p["model_name"]) in ln])
-                        for k, v in kept.items())
-        for k, v in kept.items():
-            if v:
-                samples[k] = v
+        keep_existing(p, PROBE_PREFIX, samples)
+    if p.get("steps") is not None:
+        samples.update(step_samples(p["model_name"], p["steps"]))
+    else:
+        keep_existing(p, STEP_PREFIX, samples)
     return render(samples), models

@@ -99,6 +99,15 @@ served_dir:
   returned: when O(serves) is set and the engine became ready
   type: str
   sample: /srv/models/qwen3-4b-instruct/2507/gguf-q4_k_m
+step:
+  description:
+    - This call as a step of a rollout, in its own words - the rollout report and
+      M(modelops.fleet.model_metrics) read it. C(name) is the step (ready); C(seconds) what the
+      work took on the host, without Ansible's round trip; C(outcome) is ok, changed or failed;
+      C(phases) the parts the call timed (its C(timing)).
+  returned: always
+  type: dict
+  sample: {name: ready, outcome: changed, started: 1765029600.123, seconds: 2.417, phases: {}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -106,6 +115,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 from ansible_collections.modelops.fleet.plugins.module_utils._ready import EngineNotReady, ReadinessWaiter
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import engine_api_spec, ready_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account
 
 
 def main():
@@ -119,6 +129,7 @@ def main():
         required_by={"serves": "unit"},
         supports_check_mode=True,
     )
+    account(module, "ready")
     p = module.params
     run_and_exit(module, lambda: ReadinessWaiter(module, p["unit"], p["serves"]).wait(), EngineNotReady,
                  fail_extra={"ready": False}, exit_extra={"changed": False})

@@ -108,6 +108,16 @@ verified:
   description: Result of the file check (files, bytes, bytes_read, files_cached); null when not verified.
   returned: success
   type: dict
+step:
+  description:
+    - This call as a step of a rollout, in its own words - the rollout report and
+      M(modelops.fleet.model_metrics) read it. C(name) is the step (activate, or rollback when the
+      reason starts with C(rollback) or O(rollback=true)); C(seconds) what the work took on the
+      host, without Ansible's round trip; C(outcome) is ok, changed or failed; C(phases) the parts
+      the call timed (its C(timing)).
+  returned: always
+  type: dict
+  sample: {name: activate, outcome: changed, started: 1765029600.123, seconds: 2.417, phases: {}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -117,6 +127,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import H
 from ansible_collections.modelops.fleet.plugins.module_utils._release import ReleaseError
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import activate_spec, model_store_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account, is_rollback
 
 
 def main():
@@ -126,6 +137,7 @@ def main():
         mutually_exclusive=[("rollback", "version")],
         supports_check_mode=True,
     )
+    account(module, lambda p: "rollback" if p["rollback"] or is_rollback(p["reason"]) else "activate")
     run_and_exit(module, lambda: Activator(module).run(), (ActivateError, HostStateError, ReleaseError),
                  os_error=lambda e: "model_activate failed on %s: %s" % (module.params["model_root"], e))
 

@@ -202,6 +202,16 @@ timing:
   description: Seconds per step (start, ready, switch, drain, stop, total).
   returned: always
   type: dict
+step:
+  description:
+    - This call as a step of a rollout, in its own words - the rollout report and
+      M(modelops.fleet.model_metrics) read it. C(name) is the step (restart (O(state=started)),
+      activate (O(state=promoted)), or rollback when the reason starts with C(rollback));
+      C(seconds) what the work took on the host, without Ansible's round trip; C(outcome) is ok,
+      changed or failed; C(phases) the parts the call timed (its C(timing)).
+  returned: always
+  type: dict
+  sample: {name: restart, outcome: changed, started: 1765029600.123, seconds: 2.417, phases: {}}
 """
 
 import os
@@ -224,6 +234,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._ready import (
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import (
     activate_spec, engine_api_spec, model_store_spec, ready_spec,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account, is_rollback
 
 
 class CandidateError(Exception):
@@ -480,6 +491,7 @@ def main():
         gated=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, required_together=[("version", "variant")], supports_check_mode=True)
+    account(module, lambda p: "rollback" if is_rollback(p["reason"]) else "activate" if p["state"] == "promoted" else "restart")
     # the Activator's own option, which a candidate never uses
     module.params["rollback"] = False
     cand = Candidate(module)

@@ -29,6 +29,10 @@ description:
     C(modelops_probe_latency_p50_seconds{model,suite}) and
     C(modelops_probe_latency_p90_seconds{model,suite}) (and the baseline's, when the probe
     compared with one). Without O(probe), the probe metrics already in the file are kept.
+  - With O(steps) (the C(step) each step module of the upgrade returned),
+    C(modelops_upgrade_step_seconds{model,step}) (the seconds the step's calls measured
+    themselves, added up per step) and C(modelops_upgrade_step_success{model,step}). Without
+    O(steps), the step metrics already in the file are kept.
   - The file is written through a temporary file in the same directory and renamed over
     the old one, so the collector never reads half a file. It is rewritten, and the task
     reports a change, only when its content changes; nothing in it depends on when the
@@ -72,6 +76,15 @@ options:
         C(suite_name) and C(baseline) are used.
       - Requires O(model_name).
     type: dict
+  steps:
+    description:
+      - The C(step) of the registered results of the upgrade's step modules
+        (M(modelops.fleet.model_sync), M(modelops.fleet.model_switch),
+        M(modelops.fleet.model_probe), ...) - each a dict with C(name), C(seconds) and
+        C(outcome). Calls of the same step add up.
+      - Requires O(model_name).
+    type: list
+    elements: dict
   mode:
     description: File mode of the metrics file.
     type: raw
@@ -134,6 +147,15 @@ models:
       current: 2507/gguf-q4_k_m
       previous: 2504/gguf-q4_k_m
       last_upgrade: {result: upgraded, success: true, time: 1752580800.0}
+step:
+  description:
+    - This call as a step of a rollout, in its own words - the rollout report and
+      M(modelops.fleet.model_metrics) read it. C(name) is the step (metrics); C(seconds) what the
+      work took on the host, without Ansible's round trip; C(outcome) is ok, changed or failed;
+      C(phases) the parts the call timed (its C(timing)).
+  returned: always
+  type: dict
+  sample: {name: metrics, outcome: changed, started: 1765029600.123, seconds: 2.417, phases: {}}
 """
 
 import os
@@ -144,6 +166,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._files import atomi
 from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import HostStateError
 from ansible_collections.modelops.fleet.plugins.module_utils._metrics import MetricsError, collect
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import model_store_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account
 
 
 class Metrics(object):
@@ -193,12 +216,14 @@ def main():
             result=dict(type="str", choices=["upgraded", "failed", "rolled_back"]),
             time=dict(type="str"),
             probe=dict(type="dict"),
+            steps=dict(type="list", elements="dict"),
             mode=dict(type="raw", default="0644"),
             fail_on_error=dict(type="bool", default=True),
         ),
-        required_by=dict(probe="model_name", result="model_name", time="model_name"),
+        required_by=dict(probe="model_name", result="model_name", time="model_name", steps="model_name"),
         supports_check_mode=True,
     )
+    account(module, "metrics")
     try:
         result = Metrics(module).run()
     except (MetricsError, HostStateError) as e:

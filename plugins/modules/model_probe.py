@@ -184,6 +184,17 @@ skipped_assertions:
   type: list
   elements: str
   sample: ["capital: keywords_consistent skipped: no baseline to compare with (...)"]
+step:
+  description:
+    - This call as a step of a rollout, in its own words - the rollout report and
+      M(modelops.fleet.model_metrics) read it. C(name) is the step (baseline (O(baseline=record))
+      or probe); C(seconds) what the work took where it ran (the whole action, on the controller
+      and the host; the module's own seconds on the host in C(phases.host_s)), without Ansible's
+      round trip; C(outcome) is ok, changed or failed; C(phases) the parts the call timed (its
+      C(timing)).
+  returned: always
+  type: dict
+  sample: {name: baseline, outcome: changed, started: 1765029600.123, seconds: 2.417, phases: {}}
 """
 
 import json
@@ -201,6 +212,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema impor
     SuiteError, is_normalized, normalize_suite,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account
 
 
 def last_baseline(model_root, served_name, model_name, suite_name):
@@ -258,6 +270,7 @@ def record_gate(module, p, name, out=None):
 
 def main():
     module = AnsibleModule(argument_spec=probe_argument_spec(), supports_check_mode=True)
+    account(module, lambda p: "baseline" if p["baseline"] == "record" else "probe")
     p = module.params
     if p["gate"] and not p["model_name"]:
         module.fail_json(msg="gate=%s needs model_name: the gate event names the model whose release passed" % p["gate"])

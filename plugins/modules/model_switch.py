@@ -163,6 +163,16 @@ timing:
   returned: always
   type: dict
   sample: {activate_s: 0.05, restart_s: 0.4, ready_s: 1.6, total_s: 2.1}
+step:
+  description:
+    - This call as a step of a rollout, in its own words - the rollout report and
+      M(modelops.fleet.model_metrics) read it. C(name) is the step (restart, or rollback when the
+      reason starts with C(rollback) or O(rollback=true)); C(seconds) what the work took on the
+      host, without Ansible's round trip; C(outcome) is ok, changed or failed; C(phases) the parts
+      the call timed (its C(timing)).
+  returned: always
+  type: dict
+  sample: {name: restart, outcome: changed, started: 1765029600.123, seconds: 2.417, phases: {}}
 """
 
 import os
@@ -178,6 +188,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._ready import Engin
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import (
     activate_spec, engine_api_spec, model_store_spec, ready_spec,
 )
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account, is_rollback
 
 
 class SwitchFailed(Exception):
@@ -338,6 +349,7 @@ def main():
         mutually_exclusive=[("version", "rollback")],
         supports_check_mode=True,
     )
+    account(module, lambda p: "rollback" if p["rollback"] or is_rollback(p["reason"]) else "restart")
     switcher = Switcher(module)
     try:
         result = switcher.run()

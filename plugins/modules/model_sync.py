@@ -132,6 +132,16 @@ signer:
   description: Fingerprint of the key that signed the manifest.
   returned: success
   type: str
+step:
+  description:
+    - This call as a step of a rollout, in its own words - the rollout report and
+      M(modelops.fleet.model_metrics) read it. C(name) is the step (sync); C(seconds) what the
+      work took where it ran (the whole action, on the controller and the host; the module's own
+      seconds on the host in C(phases.host_s)), without Ansible's round trip; C(outcome) is ok,
+      changed or failed; C(phases) the parts the call timed (its C(timing)).
+  returned: always
+  type: dict
+  sample: {name: sync, outcome: changed, started: 1765029600.123, seconds: 2.417, phases: {}}
 """
 
 import os
@@ -147,6 +157,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import Rel
 from ansible_collections.modelops.fleet.plugins.module_utils._sync import Installer, SyncError
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import SYNC_REQUIRED_IF, SYNC_STEPS, sync_argument_spec
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account
 
 
 class SyncManager(object):
@@ -264,6 +275,7 @@ def main():
         required_if=SYNC_REQUIRED_IF,
         supports_check_mode=True,
     )
+    account(module, "sync")
     run_and_exit(module, lambda: SyncManager(module).run(), (SyncError, ReleaseError, HostStateError),
                  os_error=lambda e: "model_sync failed on %s: %s (staged files are kept and resumed next run)"
                  % (getattr(e, "filename", None) or module.params["model_root"], e))

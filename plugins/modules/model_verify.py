@@ -132,6 +132,16 @@ files_cached:
   description: Files whose hash came from the cache.
   returned: success
   type: int
+step:
+  description:
+    - This call as a step of a rollout, in its own words - the rollout report and
+      M(modelops.fleet.model_metrics) read it. C(name) is the step (verify); C(seconds) what the
+      work took where it ran (the whole action, on the controller and the host; the module's own
+      seconds on the host in C(phases.host_s)), without Ansible's round trip; C(outcome) is ok,
+      changed or failed; C(phases) the parts the call timed (its C(timing)).
+  returned: always
+  type: dict
+  sample: {name: verify, outcome: changed, started: 1765029600.123, seconds: 2.417, phases: {}}
 """
 
 import hashlib
@@ -145,6 +155,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._release import (
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import verify_argument_spec
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account
 
 
 class ReleaseVerifier(object):
@@ -202,6 +213,7 @@ def main():
         argument_spec=verify_argument_spec(),
         supports_check_mode=True,
     )
+    account(module, "verify")
     run_and_exit(module, lambda: ReleaseVerifier(module).run(), ReleaseError, exit_extra={"changed": False})
 
 

@@ -9,25 +9,49 @@ task's arguments are checked on the controller against that spec, so a wrong typ
 missing option fails naming the module and the option, and the plugin reads its values
 (defaults filled in) from the validated result instead of restating defaults. Options that
 start with "_" are the plugin's own channel to its module: a task that sets one is refused.
+The result carries the step account of the whole action (module_utils/_step.py): its
+seconds include the plugin's own work on the controller, its phases are the module's, plus
+the module's own seconds on the host (host_s, of its last call).
 """
 
 from __future__ import annotations
+
+import time
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import internal_options
+from ansible_collections.modelops.fleet.plugins.module_utils._step import step_account
 
 
 class ModuleAction(ActionBase):
-    """Subclasses set MODULE (the module's short name) and SPEC (a function returning its
-    argument spec), may set REQUIRED_IF, and implement run_validated()."""
+    """Subclasses set MODULE (the module's short name), SPEC (a function returning its
+    argument spec) and STEP (the rollout step the module is), may set REQUIRED_IF, and
+    implement run_validated()."""
 
     MODULE = None
     SPEC = None
+    STEP = None
     REQUIRED_IF = ()
 
+    def step_name(self, args):
+        """The rollout step of a task with these arguments."""
+        return self.STEP
+
     def run(self, tmp=None, task_vars=None):
+        started, clock = time.time(), time.monotonic()
+        result = self._run(tmp, task_vars)
+        host = result.get("step") if isinstance(result.get("step"), dict) else {}
+        phases = dict(host.get("phases") or {})
+        if "seconds" in host:
+            phases["host_s"] = host["seconds"]
+        outcome = "failed" if result.get("failed") else "changed" if result.get("changed") else "ok"
+        result["step"] = step_account(host.get("name") or self.step_name(self._task.args), started,
+                                      time.monotonic() - clock, outcome, phases)
+        return result
+
+    def _run(self, tmp, task_vars):
         result = super(ModuleAction, self).run(tmp, task_vars)
         del tmp
         spec = self.SPEC()

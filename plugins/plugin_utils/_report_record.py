@@ -150,6 +150,11 @@ class Recorder(object):
             # did nothing: the other engine mode's tasks, a canary's baseline on another host
             return
         short = short_action(action)
+        # A step module accounts for itself (module_utils/_step.py): its name (unless the
+        # task names the step of its own flow), outcome, own seconds and phases.
+        account = res.get("step") if isinstance(res.get("step"), dict) and not no_log else None
+        if step is None and account is not None and account.get("name"):
+            step = str(account["name"])
         if step is None:
             step = self._step_from_action(h, short, res, no_log)
         if status == "failed" and step is None and not no_log:
@@ -161,6 +166,11 @@ class Recorder(object):
         if status in ("failed", "unreachable"):
             h["_failed_seen"] = True
         entry = {"task": task_name, "action": short, "status": status, "start": start, "end": end}
+        if account is not None and _num(account.get("seconds")) is not None:
+            entry["seconds"] = float(account["seconds"])
+            entry["outcome"] = scrub(account.get("outcome"))
+            if isinstance(account.get("phases"), dict) and account["phases"]:
+                entry["phases"] = scrub(account["phases"])
         if no_log:
             entry["censored"] = True
         elif status in ("failed", "unreachable", "ignored") and res.get("msg"):
@@ -372,11 +382,19 @@ class Recorder(object):
             h["wave"] = "rest"
         steps = []
         for s in h["steps"]:
+            # the seconds the step's modules account for themselves; the rest of the step's
+            # span is Ansible's (templating, the connection, the module's transfer and start)
+            own = [t["seconds"] for t in s["tasks"] if "seconds" in t]
+            duration = round(s["end"] - s["start"], 3)
             steps.append({"step": s["step"], "status": s["status"], "start": iso(s["start"]),
-                          "end": iso(s["end"]), "duration": round(s["end"] - s["start"], 3),
+                          "end": iso(s["end"]), "duration": duration,
+                          "seconds": round(sum(own), 3) if own else None,
+                          "overhead": round(max(duration - sum(own), 0.0), 3) if own else None,
                           "offset": round(s["start"] - self.started, 3), "msg": s.get("msg"),
                           "tasks": [{"task": t["task"], "action": t["action"], "status": t["status"],
                                      "duration": round(t["end"] - t["start"], 3),
+                                     "seconds": t.get("seconds"), "outcome": t.get("outcome"),
+                                     "phases": t.get("phases"),
                                      "msg": t.get("msg"), "censored": t.get("censored", False),
                                      "timing": t.get("timing")}
                                     for t in s["tasks"]]})

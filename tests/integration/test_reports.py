@@ -246,6 +246,7 @@ def test_metrics_written_by_the_upgrade_role(ansible, rollout, tmp_path):
     # the 2412 run does not write to it.
     texts = fetch(ansible, "all", PROM, tmp_path / "role-prom")
     assert sorted(texts) == sorted(ALL), sorted(texts)
+    hosts = dict((h["host"], h) for h in load_report(rollout["upgrade_dir"])[1]["hosts"])
     scraped = scrape(ansible, "all", tmp_path / "scraped")
     assert sorted(scraped) == sorted(ALL), sorted(scraped)
     for name, text in texts.items():
@@ -257,6 +258,19 @@ def test_metrics_written_by_the_upgrade_role(ansible, rollout, tmp_path):
         assert ok.labels == {"model": MODEL, "result": "upgraded"} and ok.value == 1, (name, ok)
         assert fams["modelops_probe_passed"].samples[0].value == 1, (name, text)
         assert fams["modelops_probe_pass_ratio"].samples[0].value == 1, (name, text)
+        # Each step's own seconds, as its module accounted for them; the report read the same
+        # accounts, so both say the same per step (crit-01's are the bootstrap's).
+        seconds = dict((x.labels["step"], x.value) for x in fams["modelops_upgrade_step_seconds"].samples)
+        success = dict((x.labels["step"], x.value) for x in fams["modelops_upgrade_step_success"].samples)
+        assert {"sync", "restart", "probe"} <= set(seconds) and set(success.values()) == {1}, (name, text)
+        assert seconds["restart"] > 0 and seconds["probe"] > 0, (name, text)
+        if name == "crit-01":
+            continue
+        steps = hosts[name]["steps"]
+        for step, value in seconds.items():
+            own = sum(x["seconds"] or 0 for x in steps if x["step"] == step)
+            spans = sum(x["duration"] for x in steps if x["step"] == step)
+            assert abs(own - value) < 0.01 and own <= spans + 0.01, (name, step, value, steps)
 
 
 def test_metrics_textfile_parses_and_matches_the_host_state(ansible, rollout, tmp_path):

@@ -45,6 +45,16 @@ def test_model_probe_task_is_validated_before_any_request_stub_engine(stub_engin
         status, res = adhoc("modelops.fleet.model_probe", {"url": engine.url, "served_name": "smollm2",
                                                            "suite": "smoke"}, tmp_path)
         assert engine.requests and res["suite"].endswith("probe_suites/smoke.yml"), res
+        # The step accounts for itself: the whole action, with the module's own seconds on the
+        # host among its phases (the report and model_metrics read this, not task variables).
+        step = res["step"]
+        assert step["name"] == "probe" and step["outcome"] in ("ok", "failed"), step
+        assert 0 < step["phases"]["host_s"] <= step["seconds"], step
+        status, res = adhoc("modelops.fleet.model_probe", {"url": engine.url, "served_name": "smollm2",
+                                                           "suite": "smoke", "baseline": "record",
+                                                           "timeout": "soon"}, tmp_path)
+        assert status == "FAILED" and res["step"]["name"] == "baseline" and res["step"]["outcome"] == "failed", res
+        assert "host_s" not in res["step"]["phases"], res  # refused on the controller: no module ran
 
 
 def test_model_verify_task_is_validated_before_the_manifest_is_read(tmp_path):

@@ -376,3 +376,38 @@ def test_the_report_says_which_copy_of_the_collection_ran(tmp_path):
     assert report["collection"]["path"] == REPO and report["collection"]["installed"] is False
     assert "modelops.fleet 0.1.0 (installed)" in render.html_page(dict(report, collection=inst))
     assert "modelops.fleet 0.1.0 (source checkout)" in render.html_page(report)
+
+
+def test_steps_are_named_and_timed_by_the_modules_own_account():
+    # No task variable: the step module's result names its step and says how long its own
+    # work took; the rest of the step's span is Ansible's (the overhead).
+    run = Run()
+    host = Host("gpu-02", ["gpu_servers", "modelops_rest"])
+    run.task(host, "context", "ansible.builtin.set_fact", "ok",
+             {"ansible_facts": {"model_upgrade_context": dict(CTX, wave="batch-1"), "model_upgrade_status": "started"}},
+             seconds=0.1)
+    run.task(host, "Switch to the new version", "modelops.fleet.model_switch", "ok",
+             {"changed": True, "timing": {"restart_s": 1.2, "ready_s": 0.4},
+              "step": {"name": "restart", "outcome": "changed", "started": 1000.0, "seconds": 1.75,
+                       "phases": {"restart_s": 1.2, "ready_s": 0.4}}}, seconds=3)
+    run.task(host, "Gate", "modelops.fleet.model_probe", "failed",
+             dict(PROBE_BAD, step={"name": "probe", "outcome": "failed", "started": 1003.0, "seconds": 1.5,
+                                   "phases": {"host_s": 1.25}}), seconds=2)
+    run.task(host, "Switch back", "modelops.fleet.model_switch", "ok",
+             {"changed": True, "step": {"name": "rollback", "outcome": "changed", "started": 1005.0, "seconds": 1.5,
+                                        "phases": {}}}, seconds=2)
+    # the caller's label wins over the module's name (the re-probe belongs to the rollback)
+    run.task(host, "Probe the old version again", "modelops.fleet.model_probe", "ok",
+             dict(PROBE_OK, step={"name": "probe", "outcome": "ok", "started": 1007.0, "seconds": 0.5, "phases": {}}),
+             step="rollback", seconds=1)
+    report = run.report()
+    h = report["hosts"][0]
+    assert [s["step"] for s in h["steps"]] == ["restart", "probe", "rollback"], h["steps"]
+    restart, probe, rollback = h["steps"]
+    assert (restart["duration"], restart["seconds"], restart["overhead"]) == (3.0, 1.75, 1.25), restart
+    assert restart["tasks"][0]["phases"] == {"restart_s": 1.2, "ready_s": 0.4}
+    assert restart["tasks"][0]["outcome"] == "changed" and restart["status"] == "changed"
+    assert probe["seconds"] == 1.5 and probe["status"] == "failed" and probe["tasks"][0]["outcome"] == "failed"
+    assert rollback["seconds"] == 2.0 and len(rollback["tasks"]) == 2 and rollback["overhead"] == 1.0, rollback
+    assert [r["step"] for r in h["probes"]] == ["probe", "rollback"]
+    assert "restart changed 3.0 s, own 1.8 s" in render.html_page(report)

@@ -185,3 +185,31 @@ def test_a_blue_green_host_says_which_instance_serves(module_runner, tmp_path):
     assert res["changed"] is True and res["models"][0]["instance"] == "green", res
     sample = families(str(prom))[0]["modelops_model_serving_instance"].samples
     assert [(s.labels, s.value) for s in sample] == [({"model": MODEL, "color": "green"}, 1.0)]
+
+
+STEPS = [{"name": "sync", "outcome": "changed", "started": 1.0, "seconds": 4.25, "phases": {}},
+         {"name": "restart", "outcome": "changed", "started": 6.0, "seconds": 1.5, "phases": {"ready_s": 1.0}},
+         {"name": "probe", "outcome": "failed", "started": 8.0, "seconds": 2.0, "phases": {}},
+         {"name": "rollback", "outcome": "changed", "started": 10.0, "seconds": 1.25, "phases": {}},
+         {"name": "probe", "outcome": "ok", "started": 12.0, "seconds": 0.5, "phases": {}}]
+
+
+def test_the_steps_each_module_accounted_for(module_runner, tmp_path):
+    root = setup_tree(module_runner, tmp_path)
+    prom = tmp_path / "m.prom"
+    args = dict(model_root=str(root), model_name=MODEL, path=str(prom))
+    res = module_runner("model_metrics", steps=STEPS, **args)
+    assert res.get("failed") is not True and res["step"]["name"] == "metrics", res
+    fams, text = families(str(prom))
+    seconds = dict((s.labels["step"], s.value) for s in fams["modelops_upgrade_step_seconds"].samples)
+    success = dict((s.labels["step"], s.value) for s in fams["modelops_upgrade_step_success"].samples)
+    # calls of one step add up; a step with a failed call did not succeed
+    assert seconds == {"sync": 4.25, "restart": 1.5, "probe": 2.5, "rollback": 1.25}, seconds
+    assert success == {"sync": 1, "restart": 1, "probe": 0, "rollback": 1}, success
+    assert all(s.labels["model"] == MODEL for s in fams["modelops_upgrade_step_seconds"].samples)
+    # a run without steps (a status play) keeps the last upgrade's
+    keep = module_runner("model_metrics", **args)
+    assert keep["changed"] is False and keep["content"] == text, keep
+    # something that is not a step account is refused, naming what it got
+    bad = module_runner("model_metrics", steps=[{"name": "sync"}], **args)
+    assert bad.get("failed") is True and "steps must be" in bad["msg"] and "'sync'" in bad["msg"], bad
