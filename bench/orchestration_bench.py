@@ -13,7 +13,8 @@ playbooks/publish.yml (real GnuPG key), every host is bootstrapped with v1, then
 1. publishes the next version (new weights: the GGUF's ``general.name`` rewritten, so the file
    differs and is transferred, and loads the same) and rolls it out with upgrade.yml (canary
    first, then the rest), every task timed by the callback in bench/callback_plugins/ and
-   attributed to a step (the task var ``modelops_step``, else the action and role); meanwhile
+   attributed to a step (the task var ``modelops_step``, else the step the module's result
+   names, else the action and role), with the seconds each step module measured itself; meanwhile
    one thread per host and endpoint polls ``/v1/models`` and a one-token completion on the
    host's published API port every 100 ms, and the longest time each host did not answer is
    its downtime;
@@ -282,6 +283,31 @@ def host_step_times(tl):
     return out
 
 
+def host_step_own(tl):
+    """{host: {step: seconds}}: what the step modules of each host's tasks measured of their own
+    work (the step account each returns, module_utils/_step.py), per step; tasks without one
+    (set_fact, the soak, the configure tasks) are left out."""
+    out = {}
+    for t in tl["tasks"]:
+        for h, r in t["hosts"].items():
+            if isinstance(r.get("seconds"), (int, float)) and h != "localhost":
+                d = out.setdefault(h, {})
+                d[t["step"]] = d.get(t["step"], 0.0) + r["seconds"]
+    return out
+
+
+def host_step_accounted(tl):
+    """{host: {step: seconds}}: the task time of the same tasks host_step_own counts, from the
+    controller (when the task started for the host to its result)."""
+    out = {}
+    for t in tl["tasks"]:
+        for h, r in t["hosts"].items():
+            if isinstance(r.get("seconds"), (int, float)) and "start" in r and "end" in r and h != "localhost":
+                d = out.setdefault(h, {})
+                d[t["step"]] = d.get(t["step"], 0.0) + (r["end"] - r["start"])
+    return out
+
+
 def host_done(tl):
     """{play: {host: seconds from the play's start to the end of the host's last task in it}}
     for the canary and batch plays: when each host was done, whether or not it waited for others."""
@@ -513,7 +539,8 @@ class Bench(object):
         done = host_done(tl)
         return {"round": rnd, "version": version, "start_epoch": start, "wall_s": wall, "spans": spans, "plays": by_play,
                 "journal": journal, "host_done": done,
-                "host_steps": host_step_times(tl), "slowest": slowest_tasks(tl), "downtime": down,
+                "host_steps": host_step_times(tl), "host_own": host_step_own(tl),
+                "host_accounted": host_step_accounted(tl), "slowest": slowest_tasks(tl), "downtime": down,
                 "step_sources": sorted(set("%s:%s" % (t["step"], t["step_source"]) for t in tl["tasks"])),
                 "ok_summary": bool(re.search(r"upgraded", proc.stdout))}
 
@@ -660,7 +687,17 @@ def analyse(res):
             for play, d in (r.get("host_done") or {}).items():
                 for h, v in d.items():
                     done.setdefault(play, {}).setdefault(h, []).append(v)
+        own = {}
+        for r in ro:
+            for h, steps in (r.get("host_own") or {}).items():
+                for k, v in steps.items():
+                    task = (r.get("host_accounted") or {}).get(h, {}).get(k)
+                    own.setdefault(h, {}).setdefault(k, []).append((v, task))
         an["rollout"] = {"wall_s": walls, "spans": spans, "grouped": grouped,
+                         "host_own": {h: {k: {"own_s": summary([a for a, b in v]),
+                                              "task_s": summary([b for a, b in v if b is not None]),
+                                              "overhead_s": summary([b - a for a, b in v if b is not None])}
+                                          for k, v in d.items()} for h, d in own.items()},
                          "host_done": {play: {h: summary(v) for h, v in d.items()} for play, d in done.items()},
                          "plays": {k: summary(v) for k, v in plays.items()},
                          "host_steps": {h: {k: summary(v) for k, v in d.items()} for h, d in host_steps.items()},
@@ -829,9 +866,10 @@ def render(res, an, doc_path, png_path):
                   "next task's start (the canary and batch plays run with the `free` strategy: there a task starts once for "
                   "each host, and the time goes to the step the controller handed out last), so the steps add up to the "
                   "whole `ansible-playbook` run. The per-host table below is exact either way. Steps come from the task var "
-                  "`modelops_step` where the role sets it, else from the action (`model_sync` → sync, `inference_ready` → "
-                  "ready, `model_probe` → probe, `pause` → soak) and the `inference_server` role → restart; seen in these "
-                  "runs: %s." % ", ".join("`%s`" % s for s in ro["step_sources"]), "",
+                  "`modelops_step` where the role sets it (the soak, the configure tasks, the re-probe after a rollback), "
+                  "else from the step the module's result names (its `step` account: `model_sync` → sync, `model_switch` → "
+                  "restart, `model_probe` → probe or baseline, ...), else from the action and the `inference_server` role → "
+                  "restart; seen in these runs (step:source): %s." % ", ".join("`%s`" % s for s in ro["step_sources"]), "",
                   "| Step | Median | Min–max | Share of the median total |", "|---|---|---|---|"]
         total = ro["wall_s"]["median"]
         for k, dummy, dummy2, label in STEPS:
@@ -850,6 +888,19 @@ def render(res, an, doc_path, png_path):
                       "| Host | " + " | ".join(steps_seen) + " |", "|---|" + "---|" * len(steps_seen)]
             for h in sorted(hs):
                 lines.append("| %s | %s |" % (h, " | ".join(fmt_seconds(hs[h][k]["median"]) if k in hs[h] else "—" for k in steps_seen)))
+        ho = ro.get("host_own") or {}
+        if ho:
+            lines += ["", "What the step modules measured of their own work (the `step` account each returns: on the host, "
+                      "or the whole action for the action plugins) against the time of the same tasks on the controller; "
+                      "the difference is Ansible's part of each round trip (templating, the connection, the module's "
+                      "transfer and start). Medians over the rounds, seconds: own / task (overhead):", "",
+                      "| Host | " + " | ".join(k for k in STEP_KEYS if any(k in d for d in ho.values())) + " |",
+                      "|---|" + "---|" * len([k for k in STEP_KEYS if any(k in d for d in ho.values())])]
+            for h in sorted(ho):
+                lines.append("| %s | %s |" % (h, " | ".join(
+                    "%s / %s (%s)" % tuple(fmt_seconds(ho[h][k][x]["median"]) if ho[h][k][x] else "—"
+                                           for x in ("own_s", "task_s", "overhead_s")) if k in ho[h] else "—"
+                    for k in STEP_KEYS if any(k in d for d in ho.values()))))
         chart = res.get("chart")
         if chart:
             lines += ["", "![Rollout time per step](%s)" % rel_png, "",
