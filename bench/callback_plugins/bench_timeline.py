@@ -81,6 +81,10 @@ class CallbackModule(CallbackBase):
         self.path = os.environ.get("BENCH_TIMELINE_FILE")
         self.data = {"start": time.time(), "plays": [], "tasks": []}
         self.current = {}
+        # (task uuid, host) -> the entry the host's run of the task started in: under the free
+        # strategy a task is announced again when hosts interleave, and a host's result must
+        # land in the entry that holds its start
+        self.running = {}
         self.play = None
 
     def _task(self, task, handler):
@@ -113,10 +117,12 @@ class CallbackModule(CallbackBase):
         self._task(task, True)
 
     def v2_runner_on_start(self, host, task):
-        self._entry(task)["hosts"].setdefault(host.get_name(), {})["start"] = time.time()
+        entry = self._entry(task)
+        entry["hosts"].setdefault(host.get_name(), {})["start"] = time.time()
+        self.running[(task._uuid, host.get_name())] = entry
 
     def _done(self, result, status):
-        entry = self._entry(result._task)
+        entry = self.running.pop((result._task._uuid, result._host.get_name()), None) or self._entry(result._task)
         h = entry["hosts"].setdefault(result._host.get_name(), {})
         h["end"] = time.time()
         h["status"] = status
