@@ -890,17 +890,19 @@ def render(res, an, doc_path, png_path):
                 lines.append("| %s | %s |" % (h, " | ".join(fmt_seconds(hs[h][k]["median"]) if k in hs[h] else "—" for k in steps_seen)))
         ho = ro.get("host_own") or {}
         if ho:
+            seen = set(k for d in ho.values() for k in d)
+            cols = [k for k in STEP_KEYS if k in seen] + sorted(k for k in seen if k not in STEP_KEYS)
             lines += ["", "What the step modules measured of their own work (the `step` account each returns: on the host, "
-                      "or the whole action for the action plugins) against the time of the same tasks on the controller; "
-                      "the difference is Ansible's part of each round trip (templating, the connection, the module's "
-                      "transfer and start). Medians over the rounds, seconds: own / task (overhead):", "",
-                      "| Host | " + " | ".join(k for k in STEP_KEYS if any(k in d for d in ho.values())) + " |",
-                      "|---|" + "---|" * len([k for k in STEP_KEYS if any(k in d for d in ho.values())])]
+                      "or the whole action for the action plugins, whose module round trips are inside it) against the "
+                      "time of the same tasks on the controller; the difference is Ansible's part of each round trip "
+                      "(templating, the connection, the module's transfer, start and argument parsing). Medians over the "
+                      "rounds, seconds: own / task (overhead):", "",
+                      "| Host | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
             for h in sorted(ho):
                 lines.append("| %s | %s |" % (h, " | ".join(
                     "%s / %s (%s)" % tuple(fmt_seconds(ho[h][k][x]["median"]) if ho[h][k][x] else "—"
                                            for x in ("own_s", "task_s", "overhead_s")) if k in ho[h] else "—"
-                    for k in STEP_KEYS if any(k in d for d in ho.values()))))
+                    for k in cols)))
         chart = res.get("chart")
         if chart:
             lines += ["", "![Rollout time per step](%s)" % rel_png, "",
