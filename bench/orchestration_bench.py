@@ -284,28 +284,21 @@ def host_step_times(tl):
 
 
 def host_step_own(tl):
-    """{host: {step: seconds}}: what the step modules of each host's tasks measured of their own
-    work (the step account each returns, module_utils/_step.py), per step; tasks without one
-    (set_fact, the soak, the configure tasks) are left out."""
-    out = {}
+    """({host: {step: seconds}}, {host: {step: seconds}}): what the step modules of each host's
+    tasks measured of their own work (the step account each returns, module_utils/_step.py),
+    and the controller's time of the same tasks (from the task's start for the host to its
+    result); tasks without an account (set_fact, the soak, the configure tasks) are left out."""
+    own, task = {}, {}
     for t in tl["tasks"]:
         for h, r in t["hosts"].items():
-            if isinstance(r.get("seconds"), (int, float)) and h != "localhost":
-                d = out.setdefault(h, {})
-                d[t["step"]] = d.get(t["step"], 0.0) + r["seconds"]
-    return out
-
-
-def host_step_accounted(tl):
-    """{host: {step: seconds}}: the task time of the same tasks host_step_own counts, from the
-    controller (when the task started for the host to its result)."""
-    out = {}
-    for t in tl["tasks"]:
-        for h, r in t["hosts"].items():
-            if isinstance(r.get("seconds"), (int, float)) and "start" in r and "end" in r and h != "localhost":
-                d = out.setdefault(h, {})
+            if not isinstance(r.get("seconds"), (int, float)) or h == "localhost":
+                continue
+            d = own.setdefault(h, {})
+            d[t["step"]] = d.get(t["step"], 0.0) + r["seconds"]
+            if "start" in r and "end" in r:
+                d = task.setdefault(h, {})
                 d[t["step"]] = d.get(t["step"], 0.0) + (r["end"] - r["start"])
-    return out
+    return own, task
 
 
 def host_done(tl):
@@ -537,10 +530,11 @@ class Bench(object):
             down.setdefault(p.host, {})[p.kind] = d
         self.floor_args = floor_args(tl)
         done = host_done(tl)
+        own, accounted = host_step_own(tl)
         return {"round": rnd, "version": version, "start_epoch": start, "wall_s": wall, "spans": spans, "plays": by_play,
                 "journal": journal, "host_done": done,
-                "host_steps": host_step_times(tl), "host_own": host_step_own(tl),
-                "host_accounted": host_step_accounted(tl), "slowest": slowest_tasks(tl), "downtime": down,
+                "host_steps": host_step_times(tl), "host_own": own, "host_accounted": accounted,
+                "slowest": slowest_tasks(tl), "downtime": down,
                 "step_sources": sorted(set("%s:%s" % (t["step"], t["step_source"]) for t in tl["tasks"])),
                 "ok_summary": bool(re.search(r"upgraded", proc.stdout))}
 

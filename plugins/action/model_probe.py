@@ -24,6 +24,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe import (
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema import SuiteError
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
+from ansible_collections.modelops.fleet.plugins.module_utils._step import probe_step
 from ansible_collections.modelops.fleet.plugins.plugin_utils._action_module import ModuleAction
 from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import apply_similarity, judged_on_controller, load_suite
 
@@ -31,11 +32,8 @@ from ansible_collections.modelops.fleet.plugins.plugin_utils._probe_suite import
 class ActionModule(ModuleAction):
     TRANSFERS_FILES = False
     MODULE = "model_probe"
-    STEP = "probe"
+    STEP = staticmethod(probe_step)
     SPEC = staticmethod(probe_argument_spec)
-
-    def step_name(self, args):
-        return "baseline" if args.get("baseline") == "record" else "probe"
 
     def run_validated(self, result, valid, args, task_vars):
         # The spec was checked before the suite is loaded or a request sent.

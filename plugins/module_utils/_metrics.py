@@ -104,7 +104,7 @@ def last_upgrade_event(events, model):
     return None
 
 
-def existing_probe_lines(path, prefix=PROBE_PREFIX):
+def existing_lines(path, prefix):
     """Samples of an existing metrics file whose names start with prefix: {metric: [lines]}
     (the probe's, kept when no probe is given; the steps', kept when no steps are given)."""
     found = {}
@@ -175,7 +175,7 @@ def step_samples(model, steps):
 
 
 def keep_existing(p, prefix, samples):
-    kept = existing_probe_lines(p["path"], prefix)
+    kept = existing_lines(p["path"], prefix)
     if p["model_name"] is not None:
         kept = dict((k, [ln for ln in v if 'model="%s"' % escape_label(p["model_name"]) in ln])
                     for k, v in kept.items())

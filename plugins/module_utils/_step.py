@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import time
 
-STEP_NAMES = ("read", "verify", "baseline", "sync", "configure", "activate", "restart", "ready",
-              "probe", "soak", "rollback", "metrics")
-
 
 def step_account(name, started, seconds, outcome, phases=None):
     """The ``step`` a module or action plugin returns."""
@@ -33,7 +30,7 @@ def account(module, name):
     started = time.time()
     clock = time.monotonic()
     exit_json, fail_json = module.exit_json, module.fail_json
-    step = name(module.params) if callable(name) else name
+    step = step_name(name, module.params)
 
     def stamp(kwargs, outcome):
         kwargs["step"] = step_account(step, started, time.monotonic() - clock, outcome, kwargs.get("timing"))
@@ -50,6 +47,22 @@ def account(module, name):
     return step
 
 
-def is_rollback(reason):
-    """A switch or a move of the clients whose reason starts with rollback is the rollback step."""
-    return str(reason or "").lower().startswith("rollback")
+def step_name(name, params):
+    """name itself, or name(params) when it is a function of a module's or task's arguments."""
+    return name(params) if callable(name) else name
+
+
+def rollback_or(name):
+    """The step of a call that switches (model_activate, model_switch, model_candidate):
+    rollback when asked to roll back or when its reason starts with rollback, else name (a
+    string or a function of the arguments)."""
+    def named(params):
+        if params.get("rollback") or str(params.get("reason") or "").lower().startswith("rollback"):
+            return "rollback"
+        return step_name(name, params)
+    return named
+
+
+def probe_step(params):
+    """model_probe records the baseline (baseline=record) or probes."""
+    return "baseline" if params.get("baseline") == "record" else "probe"

@@ -127,7 +127,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._hoststate import H
 from ansible_collections.modelops.fleet.plugins.module_utils._release import ReleaseError
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import activate_spec, model_store_spec
-from ansible_collections.modelops.fleet.plugins.module_utils._step import account, is_rollback
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account, rollback_or
 
 
 def main():
@@ -137,7 +137,7 @@ def main():
         mutually_exclusive=[("rollback", "version")],
         supports_check_mode=True,
     )
-    account(module, lambda p: "rollback" if p["rollback"] or is_rollback(p["reason"]) else "activate")
+    account(module, rollback_or("activate"))
     run_and_exit(module, lambda: Activator(module).run(), (ActivateError, HostStateError, ReleaseError),
                  os_error=lambda e: "model_activate failed on %s: %s" % (module.params["model_root"], e))
 

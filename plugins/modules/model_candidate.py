@@ -234,7 +234,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._ready import (
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import (
     activate_spec, engine_api_spec, model_store_spec, ready_spec,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._step import account, is_rollback
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account, rollback_or
 
 
 class CandidateError(Exception):
@@ -491,7 +491,7 @@ def main():
         gated=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, required_together=[("version", "variant")], supports_check_mode=True)
-    account(module, lambda p: "rollback" if is_rollback(p["reason"]) else "activate" if p["state"] == "promoted" else "restart")
+    account(module, rollback_or(lambda p: "activate" if p["state"] == "promoted" else "restart"))
     # the Activator's own option, which a candidate never uses
     module.params["rollback"] = False
     cand = Candidate(module)

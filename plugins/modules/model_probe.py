@@ -212,7 +212,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._probe_schema impor
     SuiteError, is_normalized, normalize_suite,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import probe_argument_spec
-from ansible_collections.modelops.fleet.plugins.module_utils._step import account
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account, probe_step
 
 
 def last_baseline(model_root, served_name, model_name, suite_name):
@@ -270,7 +270,7 @@ def record_gate(module, p, name, out=None):
 
 def main():
     module = AnsibleModule(argument_spec=probe_argument_spec(), supports_check_mode=True)
-    account(module, lambda p: "baseline" if p["baseline"] == "record" else "probe")
+    account(module, probe_step)
     p = module.params
     if p["gate"] and not p["model_name"]:
         module.fail_json(msg="gate=%s needs model_name: the gate event names the model whose release passed" % p["gate"])

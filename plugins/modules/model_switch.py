@@ -188,7 +188,7 @@ from ansible_collections.modelops.fleet.plugins.module_utils._ready import Engin
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import (
     activate_spec, engine_api_spec, model_store_spec, ready_spec,
 )
-from ansible_collections.modelops.fleet.plugins.module_utils._step import account, is_rollback
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account, rollback_or
 
 
 class SwitchFailed(Exception):
@@ -349,7 +349,7 @@ def main():
         mutually_exclusive=[("version", "rollback")],
         supports_check_mode=True,
     )
-    account(module, lambda p: "rollback" if p["rollback"] or is_rollback(p["reason"]) else "restart")
+    account(module, rollback_or("restart"))
     switcher = Switcher(module)
     try:
         result = switcher.run()

@@ -22,22 +22,19 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.modelops.fleet.plugins.module_utils._specs import internal_options
-from ansible_collections.modelops.fleet.plugins.module_utils._step import step_account
+from ansible_collections.modelops.fleet.plugins.module_utils._step import step_account, step_name
 
 
 class ModuleAction(ActionBase):
     """Subclasses set MODULE (the module's short name), SPEC (a function returning its
-    argument spec) and STEP (the rollout step the module is), may set REQUIRED_IF, and
-    implement run_validated()."""
+    argument spec) and STEP (the rollout step the module is: a name, or a function of the
+    task's arguments, as module_utils/_step.py's account() takes it), may set REQUIRED_IF,
+    and implement run_validated()."""
 
     MODULE = None
     SPEC = None
     STEP = None
     REQUIRED_IF = ()
-
-    def step_name(self, args):
-        """The rollout step of a task with these arguments."""
-        return self.STEP
 
     def run(self, tmp=None, task_vars=None):
         started, clock = time.time(), time.monotonic()
@@ -47,7 +44,7 @@ class ModuleAction(ActionBase):
         if "seconds" in host:
             phases["host_s"] = host["seconds"]
         outcome = "failed" if result.get("failed") else "changed" if result.get("changed") else "ok"
-        result["step"] = step_account(host.get("name") or self.step_name(self._task.args), started,
+        result["step"] = step_account(host.get("name") or step_name(self.STEP, self._task.args), started,
                                       time.monotonic() - clock, outcome, phases)
         return result
 

@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
+from ansible_collections.modelops.fleet.plugins.module_utils._step import account, probe_step, rollback_or
 
 
 class Exit(Exception):
@@ -16,7 +19,8 @@ class Exit(Exception):
 
 
 class FakeModule(object):
-    def __init__(self):
+    def __init__(self, **params):
+        self.params = params
         self.out = None
 
     def exit_json(self, **kw):
@@ -55,3 +59,35 @@ def test_result_and_the_expected_errors():
         run_and_exit(m, boom(OSError(13, "Permission denied")), Expected)
     with pytest.raises(KeyError):
         run_and_exit(m, boom(KeyError("bug")), Expected)
+
+
+def test_every_exit_and_failure_carries_the_step_account():
+    # module_utils/_step.py: each step module returns its own account
+    m = FakeModule(reason="rollback: probe failed", rollback=False)
+    assert account(m, rollback_or("restart")) == "rollback"
+    time.sleep(0.05)
+    with pytest.raises(Exit):
+        m.exit_json(changed=True, timing={"restart_s": 0.5})
+    kind, out = m.out
+    step = out["step"]
+    assert kind == "exit" and out["changed"] is True and out["timing"] == {"restart_s": 0.5}
+    assert step["name"] == "rollback" and step["outcome"] == "changed" and step["phases"] == {"restart_s": 0.5}
+    assert 0.05 <= step["seconds"] < 5 and abs(step["started"] - time.time()) < 5
+    with pytest.raises(Exit):
+        m.exit_json(changed=False)
+    assert m.out[1]["step"]["outcome"] == "ok"
+    with pytest.raises(Exit):
+        m.fail_json(msg="engine serves 2504, current is 2507", switched=True)
+    kind, out = m.out
+    assert kind == "fail" and out["msg"] == "engine serves 2504, current is 2507" and out["switched"] is True
+    assert out["step"]["outcome"] == "failed" and out["step"]["name"] == "rollback"
+
+
+def test_step_names_from_the_arguments():
+    switch = rollback_or("restart")
+    assert switch({"reason": "upgrade to qwen3-2507"}) == "restart" and switch({"reason": None}) == "restart"
+    assert switch({"reason": "rollback.yml: asked"}) == "rollback" and switch({"rollback": True}) == "rollback"
+    candidate = rollback_or(lambda p: "activate" if p["state"] == "promoted" else "restart")
+    assert candidate({"state": "promoted"}) == "activate" and candidate({"state": "started"}) == "restart"
+    assert candidate({"state": "promoted", "reason": "rollback: probe"}) == "rollback"
+    assert probe_step({"baseline": "record"}) == "baseline" and probe_step({"baseline": "compare"}) == "probe"
