@@ -121,3 +121,29 @@ def ready_spec():
         journal_lines=dict(type="int", default=20),
         max_restarts=dict(type="int", default=2),
     )
+
+
+def rollout_argument_spec():
+    """model_rollout's argument spec (it runs on the controller; each step's module checks
+    its own arguments)."""
+    return dict(
+        release=dict(type="dict", required=True),
+        endpoint=dict(type="dict", required=True),
+        read=dict(type="dict", default={}),
+        serving=dict(type="str"),
+        api_key=dict(type="str", no_log=True),
+        source=dict(type="str", choices=["push", "mirror"], default="push"),
+        mirror_url=dict(type="str", default=""),
+        sync_timeout=dict(type="int", default=0),
+        keep_versions=dict(type="int", default=2),
+        ready_timeout=dict(type="int", default=300),
+        drain_timeout=dict(type="int", default=30),
+        restart=dict(type="str", choices=["auto", "always"], default="auto"),
+        probe_suite=dict(type="str", default="smoke"),
+        probe_always=dict(type="bool", default=False),
+        latency_factor=dict(type="float", default=1.3),
+        record_baseline=dict(type="bool", default=False),
+        soak_seconds=dict(type="int", default=0),
+        metrics_path=dict(type="str", default=""),
+        fail_host=dict(type="bool", default=True),
+    )
