@@ -277,7 +277,7 @@ def host_step_times(tl):
     out = {}
     for t in tl["tasks"]:
         for h, r in t["hosts"].items():
-            if "start" in r and "end" in r and h != "localhost":
+            if "start" in r and "end" in r and h != "localhost" and not r.get("expanded"):
                 d = out.setdefault(h, {})
                 d[t["step"]] = d.get(t["step"], 0.0) + (r["end"] - r["start"])
     return out

@@ -134,12 +134,34 @@ class CallbackModule(CallbackBase):
             h["seconds"] = account.get("seconds")
             if entry["step_source"] != "var":
                 entry["step"], entry["step_source"] = str(account["name"]), "result"
+        if isinstance(result._result.get("steps"), list):
+            # the task's time is its steps' (below): counted once, there
+            h["expanded"] = True
+            self._rollout_steps(entry, result._host.get_name(), result._result["steps"])
         if entry["action"].split(".")[-1] in ARGS_OF:
             # the arguments the run passed (bench/noop_floor.yml runs the same reads again)
             res = result._result
             found = [res.get("invocation", {}).get("module_args")] + [
                 r.get("invocation", {}).get("module_args") for r in res.get("results", []) if isinstance(r, dict)]
             h["args"] = [a for a in found if a]
+
+    def _rollout_steps(self, entry, host, steps):
+        """model_rollout runs a host's steps in one task: each becomes an entry of its own,
+        timed on the controller's clock (its round trips included) with the module's own
+        seconds, as if it were a task."""
+        for i, sub in enumerate(steps):
+            if not isinstance(sub, dict) or not isinstance(sub.get("started"), (int, float)):
+                continue
+            account = sub.get("account") if isinstance(sub.get("account"), dict) else {}
+            h = {"start": sub["started"], "end": sub["started"] + (sub.get("seconds") or 0.0),
+                 "status": sub.get("status"), "changed": sub.get("status") == "changed"}
+            if isinstance(account.get("seconds"), (int, float)):
+                h["seconds"] = account["seconds"]
+            self.data["tasks"].append({
+                "uuid": "%s/%s/%d" % (entry["uuid"], host, i), "name": sub.get("task"),
+                "action": "modelops.fleet.%s" % sub.get("action"), "role": entry["role"],
+                "step": str(account.get("name") or sub.get("action")), "step_source": "result", "handler": False,
+                "play": entry["play"], "start": sub["started"], "hosts": {host: h}, "rollout_step": True})
 
     def v2_runner_on_ok(self, result):
         self._done(result, "ok")

@@ -150,6 +150,30 @@ class Recorder(object):
             # did nothing: the other engine mode's tasks, a canary's baseline on another host
             return
         short = short_action(action)
+        if short == "model_rollout" and isinstance(res.get("steps"), list) and not no_log:
+            # one host's rollout in one task (plugins/plugin_utils/_rollout_host.py): each of
+            # its steps is a step of the host, timed by its own account
+            for sub in res["steps"]:
+                if isinstance(sub, dict):
+                    self._rollout_step(h, sub, start, end)
+            if status == "failed" and res.get("msg"):
+                h["failed_tasks"].append({"task": task_name, "msg": scrub(res.get("msg"))})
+            return
+        self._one(h, task_name, short, step, status, res, no_log, start, end)
+
+    def _rollout_step(self, h, sub, start, end):
+        account = sub.get("account") if isinstance(sub.get("account"), dict) else {}
+        res = dict(sub.get("result")) if isinstance(sub.get("result"), dict) else {}
+        if account:
+            res["step"] = account
+        # the step's span on the controller (round trips included), else its own account
+        timed = sub if _num(sub.get("started")) is not None and _num(sub.get("seconds")) is not None else account
+        if _num(timed.get("started")) is not None and _num(timed.get("seconds")) is not None:
+            start, end = float(timed["started"]), float(timed["started"]) + float(timed["seconds"])
+        status = sub.get("status") if sub.get("status") in ("ok", "changed", "failed") else "ok"
+        self._one(h, str(sub.get("task") or ""), short_action(sub.get("action")), None, status, res, False, start, end)
+
+    def _one(self, h, task_name, short, step, status, res, no_log, start, end):
         # A step module accounts for itself (module_utils/_step.py): its name (unless the
         # task names the step of its own flow), outcome, own seconds and phases.
         account = res.get("step") if isinstance(res.get("step"), dict) and not no_log else None

@@ -411,3 +411,40 @@ def test_steps_are_named_and_timed_by_the_modules_own_account():
     assert rollback["seconds"] == 2.0 and len(rollback["tasks"]) == 2 and rollback["overhead"] == 1.0, rollback
     assert [r["step"] for r in h["probes"]] == ["probe", "rollback"]
     assert "restart changed 3.0 s, own 1.8 s" in render.html_page(report)
+
+
+def test_one_rollout_task_shows_each_of_its_steps_timed_by_their_accounts():
+    # model_rollout runs a host's whole upgrade in one task: the report still shows every step
+    # it ran, at the time its own account says, with the module's result (bytes, probes).
+    run = Run()
+    host = Host("gpu-02", ["gpu_servers", "modelops_rest"])
+    run.task(host, "context", "ansible.builtin.set_fact", "ok",
+             {"ansible_facts": {"model_upgrade_context": dict(CTX, wave="batch-1"), "model_upgrade_status": "started"}},
+             seconds=0.1)
+
+    def sub(task, action, status, name, started, seconds, result):
+        acc = {"name": name, "outcome": status, "started": started, "seconds": seconds, "phases": {}}
+        return {"task": task, "action": action, "status": status, "account": acc, "result": dict(result, step=acc)}
+    # the sync's span on the controller (its round trips) beside its own seconds
+    steps = [dict(sub("Make the release present", "model_sync", "changed", "sync", 1000.5, 1.0,
+                      {"changed": True, "bytes_transferred": 4096, "bytes_linked": 0}), started=1000.4, seconds=1.3),
+             sub("Switch to the new version", "model_switch", "changed", "restart", 1001.6, 2.0,
+                 {"changed": True, "ledger_event": {"action": "activate", "from": "2504/gguf", "to": "2507/gguf"}}),
+             sub("Gate on the probe suite", "model_probe", "failed", "probe", 1003.7, 1.5, PROBE_BAD),
+             sub("Switch back", "model_switch", "changed", "rollback", 1005.3, 1.5, {"changed": True}),
+             sub("Probe the old version again", "model_probe", "ok", "rollback", 1006.9, 0.5, PROBE_OK)]
+    run.task(host, "Upgrade, and roll back on failure", "modelops.fleet.model_rollout", "ok",
+             {"changed": True, "status": "failed", "steps": steps}, seconds=8)
+    run.task(host, "outcome", "ansible.builtin.set_fact", "ok",
+             {"ansible_facts": {"model_upgrade_status": "failed", "model_upgrade_rolled_back": True,
+                                "model_upgrade_failure": "gpu-02: upgrade failed at Gate on the probe suite"}}, seconds=0.1)
+    h = run.report()["hosts"][0]
+    assert [s["step"] for s in h["steps"]] == ["sync", "restart", "probe", "rollback"], h["steps"]
+    sync, restart, probe, rollback = h["steps"]
+    assert sync["start"] == record.iso(1000.4) and sync["seconds"] == 1.0 and sync["duration"] == 1.3, sync
+    assert sync["overhead"] == 0.3 and h["steps"][1]["duration"] == 2.0, h["steps"]
+    assert restart["status"] == "changed" and probe["status"] == "failed" and "not valid JSON" in probe["msg"]
+    assert rollback["seconds"] == 2.0 and len(rollback["tasks"]) == 2
+    assert h["bytes_transferred"] == 4096 and [r["step"] for r in h["probes"]] == ["probe", "rollback"]
+    assert h["activations"][0]["to"] == "2507/gguf"
+    assert h["state"] == "failed" and h["rolled_back"] is True, h
