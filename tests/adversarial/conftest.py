@@ -54,6 +54,7 @@ from suites import gpg_test_keys, load_integration_conftest  # noqa: E402  pylin
 
 itc = load_integration_conftest("modelops_integration_conftest", FLEET_NAME)
 recap = itc.recap
+rollout_steps = itc.rollout_steps
 MIRROR_SERVER = itc.MIRROR_SERVER
 
 
@@ -178,12 +179,44 @@ class Ansible(itc.Ansible):
                                 stdout=f, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def descendants(pid):
+    """The pids of pid's children, their children and so on (from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def kill_group(proc):
-    """SIGKILL the process group of a process this suite started (by its pid)."""
+    """The controller dies: SIGKILL a process this suite started (by its pid), its process
+    group, and its descendants. ansible-playbook's workers run in sessions of their own
+    (setsid), outside the group: a worker left alive would go on with its host's rollout
+    after the controller was killed."""
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)  # it starts no worker while they are listed
+    except ProcessLookupError:
+        pass
+    pids = descendants(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -183,6 +184,15 @@ def upgrade_overrides(ansible, key, repo, catalog):
             "model_trusted_fingerprints": [key.fingerprint], "model_catalog": catalog,
             "inference_server_llamacpp_binary_src": ansible.artifacts["llama_server"],
             "model_canary_soak_seconds": 2}
+
+
+STEP_LINE = re.compile(r"^\[([^\]\s]+)\] (.+?): (ok|changed|failed)(?:, [\d.]+ s)?$", re.M)
+
+
+def rollout_steps(output, task=None):
+    """The steps model_rollout showed as they ended: [(host, step's words, ok/changed/failed)],
+    in order; with task, only the steps whose words contain it."""
+    return [m.groups() for m in STEP_LINE.finditer(output) if task is None or task in m.group(2)]
 
 
 def recap(output):

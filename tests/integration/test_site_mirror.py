@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from conftest import GGUF, MODEL, VARIANT, Ansible, fleet, fresh_hosts, publish_gguf, recap, upgrade_overrides
+from conftest import GGUF, MODEL, VARIANT, Ansible, fleet, fresh_hosts, publish_gguf, recap, rollout_steps, upgrade_overrides
 
 MIRROR = "smir-01"
 PORT = 8090
@@ -76,11 +76,6 @@ def addresses(site):
             with open(inv) as f:
                 out.update((h, v["fleet_address"]) for h, v in json.load(f)["all"]["hosts"].items())
     return out
-
-
-def tasks(output, name):
-    """The output of each task whose name contains name."""
-    return [t for t in output.split("\nTASK [")[1:] if name in t.split("]", 1)[0]]
 
 
 def served_url(site, path):
@@ -144,8 +139,7 @@ def test_hosts_of_a_mirror_that_cannot_be_stocked_are_left_alone_and_the_run_fai
                 run.stdout[-4000:]
         # The edges were not touched (no sync ran on them) and still serve 2501; the GPUs,
         # which are pushed to, upgraded.
-        synced = [host for task in tasks(run.stdout, "Make the release present on the host")
-                  for host in re.findall(r"^\S+: \[([^]]+)\]", task, re.M)]
+        synced = [host for host, dummy, status in rollout_steps(run.stdout, "Make the release present on the host")]
         assert "gpu-01" in synced and not set(synced) & set(EDGES), synced
         now = currents(site)
         assert [now[h] for h in EDGES] == ["2501/%s" % VARIANT] * 3 and now["gpu-01"] == "2502/%s" % VARIANT, now

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import MODEL, VARIANT, Ansible, fresh_hosts, publish_gguf, recap, upgrade_overrides
+from conftest import MODEL, VARIANT, Ansible, fresh_hosts, publish_gguf, recap, rollout_steps, upgrade_overrides
 
 ALL = ["gpu-01", "gpu-02", "edge-01", "edge-02", "edge-03", "crit-01"]
 # A row of the --check plan table (a literal block of the debug output, one line per host)
@@ -98,17 +98,20 @@ def test_bootstrap_then_good_v2_canary_first_frozen_untouched_then_nothing(ansib
     assert_no_op(again.stdout)
 
 
-# The tasks an upgrade runs on a host that is not already where it should be.
-HOST_STEPS = ["model_upgrade : Make the release present on the host",
-              "model_upgrade : Switch to the new version and restart the engine on it",
-              "model_upgrade : Publish the host's model metrics for node_exporter"]
+# What an upgrade runs on a host that is not already where it should be: the rollout task,
+# and in it these steps.
+ROLLOUT_TASK = "TASK [modelops.fleet.model_upgrade : Upgrade, and roll back on failure]"
+HOST_STEPS = ["Make the release present on the host",
+              "Switch to the new version and restart the engine on it",
+              "Publish the host's model metrics for node_exporter"]
 
 
 def assert_no_op(out):
     """Every planned host was read once and found serving the release: the plays that
     upgrade hosts had none left to work on, and no host ran an upgrade step."""
+    assert ROLLOUT_TASK not in out, out[-3000:]
     for step in HOST_STEPS:
-        assert "TASK [modelops.fleet.%s" % step not in out, (step, out[-3000:])
+        assert not rollout_steps(out, step), (step, out[-3000:])
     assert re.search(r"TASK \[modelops.fleet.model_upgrade : Read what the host serves now", out), out[-3000:]
     for play in ("Canaries", "The rest, in batches, within the failure budget"):
         assert re.search(r"PLAY \[%s\] \**\nskipping: no hosts matched" % re.escape(play), out), (play, out[-3000:])
@@ -126,7 +129,7 @@ def test_a_damaged_release_on_a_host_is_not_taken_for_done(ansible, keys, releas
     # gpu-02 alone went through the upgrade: the release was synced again (verified
     # against the signed manifest) and the engine restarted on the intact copy.
     assert [h for h, n in changed.items() if n] == ["gpu-02"], (changed, run.stdout[-3000:])
-    assert "TASK [modelops.fleet.%s" % HOST_STEPS[0] in run.stdout
+    assert [h for h, dummy, status in rollout_steps(run.stdout, HOST_STEPS[0])] == ["gpu-02"], run.stdout[-3000:]
     # The damage put "{{" where the JSON has '{"': the served copy is the signed bytes again.
     head = ansible.adhoc("gpu-02", "-m", "ansible.builtin.shell", "-a",
                          "head -c 2 /srv/models/%s/current/generation_config.json" % MODEL).stdout

@@ -42,6 +42,7 @@ from suites import load_integration_conftest  # noqa: E402  pylint: disable=wron
 
 itc = load_integration_conftest("modelops_integration_conftest_vllm", FLEET_NAME)
 recap = itc.recap
+rollout_steps = itc.rollout_steps
 
 
 @pytest.fixture(scope="session")
