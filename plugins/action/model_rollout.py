@@ -35,6 +35,9 @@ except ImportError:  # pragma: no cover - ansible-core 2.19+
 display = Display()
 # the steps whose module has an action plugin of the collection (the controller's half)
 ACTION_PLUGINS = ("model_sync", "model_probe")
+# what the flow reads of each dict option, and where such a dict comes from
+NEEDS = {"release": (("version", "release", "location", "manifest"), "model_release_info"),
+         "endpoint": (("url", "served_name", "mode", "engine"), "the inference_server role's endpoint.yml")}
 
 
 class ActionModule(ActionBase):
@@ -53,13 +56,11 @@ class ActionModule(ActionBase):
             result.update(failed=True, changed=False, msg="model_rollout: %s" % e.message)
             return result
         host = task_vars.get("inventory_hostname")
-        for key in ("release", "endpoint"):
-            missing = [k for k in (("version", "release", "location", "manifest") if key == "release"
-                                   else ("url", "served_name", "mode", "engine")) if k not in valid[key]]
+        for key, (keys, source) in NEEDS.items():
+            missing = [k for k in keys if k not in valid[key]]
             if missing:
                 result.update(failed=True, changed=False, msg="model_rollout: %s on %s lacks %s (pass the result of %s)" % (
-                    key, host, ", ".join(missing),
-                    "model_release_info" if key == "release" else "the inference_server role's endpoint.yml"))
+                    key, host, ", ".join(missing), source))
                 return result
 
         def runner(module, args):

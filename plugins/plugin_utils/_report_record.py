@@ -153,12 +153,10 @@ class Recorder(object):
         if short == "model_rollout" and isinstance(res.get("steps"), list) and not no_log:
             # one host's rollout in one task (plugins/plugin_utils/_rollout_host.py): each of
             # its steps is a step of the host, timed by its own account
+            # itself is no step (a failure of the task is kept, as any other's)
             for sub in res["steps"]:
                 if isinstance(sub, dict):
                     self._rollout_step(h, sub, start, end)
-            if status == "failed" and res.get("msg"):
-                h["failed_tasks"].append({"task": task_name, "msg": scrub(res.get("msg"))})
-            return
         self._one(h, task_name, short, step, status, res, no_log, start, end)
 
     def _rollout_step(self, h, sub, start, end):

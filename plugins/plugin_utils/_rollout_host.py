@@ -138,7 +138,7 @@ class HostRollout(object):
                     gate=self.to if self.soak == 0 else None))
         # Each canary soaks on its own clock, then is judged again.
         if self.soak > 0 and self.ungated():
-            self.soak_step()
+            self.step("soak", "soak", {"seconds": self.soak})
             self.step("after_soak", "model_probe", self.probe_args(
                 suite=self.suite or "smoke", baseline="compare", latency_factor=self.o["latency_factor"],
                 require_baseline="baseline" in r, gate=self.to))
@@ -262,7 +262,7 @@ class HostRollout(object):
         self.say("[%s] %s ..." % (self.host, task))
         args = dict((k, v) for k, v in args.items() if v is not None)
         started, clock = time.time(), time.monotonic()
-        res = self.runner(module, args)
+        res = self._soak(args) if module == "soak" else self.runner(module, args)
         span = time.monotonic() - clock
         failed = bool(res.get("failed") or res.get("unreachable"))
         status = "failed" if failed else "changed" if res.get("changed") else "ok"
@@ -280,17 +280,11 @@ class HostRollout(object):
             raise StepFailed(key, res)
         return res
 
-    def soak_step(self):
-        task = TASKS["soak"]
-        if not self.alive():
-            raise ControllerGone("%s: the run is gone; stopped before %s" % (self.host, task))
-        self.say("[%s] %s: %d s ..." % (self.host, task, self.soak))
+    def _soak(self, args):
+        """The soak, a step of the controller's own: the host stays on the new version."""
         started, clock = time.time(), time.monotonic()
-        self.sleep(self.soak)
-        account = step_account("soak", started, time.monotonic() - clock, "ok")
-        self.steps.append({"task": task, "action": "soak", "status": "ok", "started": account["started"],
-                           "seconds": account["seconds"], "account": account, "result": {"changed": False, "step": account}})
-        self.results["soak"] = {"changed": False}
+        self.sleep(args["seconds"])
+        return {"changed": False, "step": step_account("soak", started, time.monotonic() - clock, "ok")}
 
     # ------------------------------------------------------------------ arguments
 

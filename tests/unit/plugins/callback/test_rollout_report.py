@@ -378,14 +378,20 @@ def test_the_report_says_which_copy_of_the_collection_ran(tmp_path):
     assert "modelops.fleet 0.1.0 (source checkout)" in render.html_page(report)
 
 
-def test_steps_are_named_and_timed_by_the_modules_own_account():
-    # No task variable: the step module's result names its step and says how long its own
-    # work took; the rest of the step's span is Ansible's (the overhead).
+def batch_host():
+    """A run with gpu-02 started in the first batch."""
     run = Run()
     host = Host("gpu-02", ["gpu_servers", "modelops_rest"])
     run.task(host, "context", "ansible.builtin.set_fact", "ok",
              {"ansible_facts": {"model_upgrade_context": dict(CTX, wave="batch-1"), "model_upgrade_status": "started"}},
              seconds=0.1)
+    return run, host
+
+
+def test_steps_are_named_and_timed_by_the_modules_own_account():
+    # No task variable: the step module's result names its step and says how long its own
+    # work took; the rest of the step's span is Ansible's (the overhead).
+    run, host = batch_host()
     run.task(host, "Switch to the new version", "modelops.fleet.model_switch", "ok",
              {"changed": True, "timing": {"restart_s": 1.2, "ready_s": 0.4},
               "step": {"name": "restart", "outcome": "changed", "started": 1000.0, "seconds": 1.75,
@@ -416,11 +422,7 @@ def test_steps_are_named_and_timed_by_the_modules_own_account():
 def test_one_rollout_task_shows_each_of_its_steps_timed_by_their_accounts():
     # model_rollout runs a host's whole upgrade in one task: the report still shows every step
     # it ran, at the time its own account says, with the module's result (bytes, probes).
-    run = Run()
-    host = Host("gpu-02", ["gpu_servers", "modelops_rest"])
-    run.task(host, "context", "ansible.builtin.set_fact", "ok",
-             {"ansible_facts": {"model_upgrade_context": dict(CTX, wave="batch-1"), "model_upgrade_status": "started"}},
-             seconds=0.1)
+    run, host = batch_host()
 
     def sub(task, action, status, name, started, seconds, result):
         acc = {"name": name, "outcome": status, "started": started, "seconds": seconds, "phases": {}}
