@@ -130,3 +130,19 @@ def test_every_module_of_a_group_takes_the_groups_options():
         # and no module that takes them all is left out of the group
         takers = [m for m in MODULES if options <= set(docs[m]["doc"]["options"])]
         assert sorted(takers) == sorted(groups[group]), (group, takers)
+
+
+def test_model_rollout_refuses_what_its_flow_cannot_read_before_any_step(tmp_path):
+    # model_rollout runs on the controller: a release or endpoint without what the flow reads
+    # is refused naming the keys and where they come from, before any step touches the host.
+    endpoint = {"url": "http://127.0.0.1:9", "served_name": "m", "mode": "in_place", "engine": "llama-server"}
+    status, res = adhoc("modelops.fleet.model_rollout", {"release": {"version": "2501"}, "endpoint": endpoint}, tmp_path)
+    assert status == "FAILED" and res["msg"] == (
+        "model_rollout: release on localhost lacks release, location, manifest (pass the result of model_release_info)"), res
+    assert "steps" not in res
+    release = {"version": "2501", "release": "m-2501-v", "location": str(tmp_path), "manifest": {"model_name": "m", "variant": "v"}}
+    status, res = adhoc("modelops.fleet.model_rollout", {"release": release, "endpoint": {"url": endpoint["url"]}}, tmp_path)
+    assert status == "FAILED" and "endpoint on localhost lacks served_name, mode, engine" in res["msg"], res
+    status, res = adhoc("modelops.fleet.model_rollout", {"release": release, "endpoint": endpoint, "restart": "sometimes"},
+                        tmp_path)
+    assert status == "FAILED" and res["msg"].startswith("model_rollout: ") and "restart" in res["msg"], res
