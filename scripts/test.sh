@@ -11,6 +11,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 ARTIFACTS="${MODELOPS_TEST_ARTIFACTS:-${REPO}/tests/output}"
 mkdir -p "${ARTIFACTS}"
+# The profile at the end reads this run's JUnit files only.
+rm -f "${ARTIFACTS}"/*-junit.xml
 export MODELOPS_TEST_ARTIFACTS="${ARTIFACTS}"
 
 teardown() {
@@ -85,21 +87,31 @@ vllm_installed() {
     return "${rc}"
 }
 
-stage unit       python -m pytest -q -p no:cacheprovider tests/unit
+# The unit tests mostly wait (stub engines, module subprocesses, gpg): one worker per core
+# (pytest-xdist) halves the stage on 2 cores (docs/test-suite.md).
+stage unit       python -m pytest -q -p no:cacheprovider -n auto tests/unit --junitxml "${ARTIFACTS}/unit-junit.xml"
 stage sanity     sanity
 stage lint       bash -c "ansible-lint --profile production && antsibull-changelog lint &&
     promtool check rules docs/prometheus/modelops-alerts.yml && promtool test rules tests/prometheus/alerts_test.yml"
 stage artifacts  artifacts
 if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     stage molecule   molecule test --all
-    stage integration python -m pytest -q -p no:cacheprovider tests/integration \
+    # The integration suite leaves its llama.cpp fleet up (MODELOPS_FLEET_KEEP=1) and the
+    # adversarial suite runs on three of its hosts (same names, same port offset), cleaned
+    # of the integration suite's releases before its bootstrap; it tears the fleet down at
+    # its end. One llama.cpp fleet for both (docs/test-suite.md says what that saves).
+    stage integration env MODELOPS_FLEET_KEEP=1 python -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml "${ARTIFACTS}/integration-junit.xml"
+    stage adversarial env MODELOPS_ADV_FLEET=test MODELOPS_ADV_PORT_OFFSET=1000 \
+        python -m pytest -q -p no:cacheprovider tests/adversarial --junitxml "${ARTIFACTS}/adversarial-junit.xml"
+    python tests/fleet/fleet.py down --name test >/dev/null 2>&1 || true
     stage vllm       vllm_installed
     # builds (or reuses) the EE: ~8 min cold, ~2 min when only the collection changed
     stage ee         python -m pytest -q -p no:cacheprovider tests/ee --junitxml "${ARTIFACTS}/ee-junit.xml"
-    stage adversarial python -m pytest -q -p no:cacheprovider tests/adversarial --junitxml "${ARTIFACTS}/adversarial-junit.xml"
 fi
 
+# Where the time went: each stage's tests and the slowest of them, from the JUnit files.
+python tests/fleet/suite_profile.py --top 20 "${ARTIFACTS}"/*-junit.xml >&2 || true
 say "stages passed: ${PASSED[*]:-none}; failed: ${FAILED[*]:-none}"
 if (( ${#OVER[@]} )); then
     say "over budget: $(IFS=,; echo "${OVER[*]}")"

@@ -51,6 +51,7 @@ MODEL_DIR = "/srv/models/%s" % MODEL
 sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
 from damage_gguf import zero_weights  # noqa: E402  pylint: disable=wrong-import-position
 from suites import gpg_test_keys, load_integration_conftest  # noqa: E402  pylint: disable=wrong-import-position
+import suite_timing  # noqa: E402  pylint: disable=wrong-import-position
 
 itc = load_integration_conftest("modelops_integration_conftest", FLEET_NAME)
 recap = itc.recap
@@ -245,12 +246,11 @@ def artifacts():
 @pytest.fixture(scope="session")
 def adv_fleet(artifacts):
     try:
-        proc = itc.fleet("up", "--name", FLEET_NAME, "--inventory", INVENTORY, "--port-offset", str(PORT_OFFSET))
-        yield json.loads(proc.stdout)
+        yield itc.fleet_up("adversarial", FLEET_NAME, "--inventory", INVENTORY, "--port-offset", str(PORT_OFFSET))
     finally:
-        # Paused hosts (the unreachable case) are unpaused by that case; tear down unless a
-        # developer asked to keep the fleet for the next run.
-        if os.environ.get("MODELOPS_ADV_KEEP") != "1":
+        # Paused hosts (the unreachable case) are unpaused by that case; tear down unless
+        # the fleet is kept for the next stage or a developer's next run.
+        if not itc.keep_fleet() and os.environ.get("MODELOPS_ADV_KEEP") != "1":
             itc.fleet("down", "--name", FLEET_NAME, check=False)
 
 
@@ -449,12 +449,20 @@ class World(object):
 
 
 @pytest.fixture(scope="session")
-def world(ansible, keys, tmp_path_factory):
+def world(ansible, keys, tmp_path_factory, adv_fleet):
     """Publish the releases, then bootstrap every host to 2412 with upgrade.yml."""
+    t0 = time.monotonic()
     w = World(ansible, keys, str(tmp_path_factory.mktemp("adv")))
     for v in RELEASES:
         w.publish(v)
-    # Bootstrap (reused if the fleet already serves 2412: upgrade.yml is idempotent).
+    reused = sorted(set(adv_fleet["hosts"]) - set(adv_fleet.get("created", ())))
+    if reused:
+        # Hosts another stage or an earlier run used (scripts/test.sh runs this suite on
+        # the integration suite's hosts): their engines stay installed, but no release,
+        # ledger or trust of theirs may decide a case here. upgrade.yml bootstraps them
+        # from nothing, as it does a new host; the engine's configuration follows this
+        # suite's inventory (upgrade.yml configures an engine that drifted from it).
+        itc.fresh_hosts(ansible, MODEL)
     w.upgrade("2412", extra={"model_upgrade_policy": "immediate"}, check=True)
     assert w.currents() == dict((h, "2412/%s" % VARIANT) for h in HOSTS)
     # Remove what earlier sessions may have left (staging, scratch roots, and every
@@ -464,4 +472,7 @@ def world(ansible, keys, tmp_path_factory):
                 "find /srv/tiny -mindepth 1 -delete; cd %s && for v in */; do v=${v%%/}; [ -L \"$v\" ] && continue; "
                 "[ \"$(readlink current | cut -d/ -f1)\" = \"$v\" ] || { chmod -R u+w \"$v\"; rm -rf \"$v\"; }; done; "
                 "[ -e previous ] || rm -f previous; true" % MODEL_DIR)
+    suite_timing.FLEET_LINES.append("adversarial: releases published and every host bootstrapped to 2412 "
+                                    "in %.1f s (hosts reused from an earlier stage: %s)"
+                                    % (time.monotonic() - t0, " ".join(reused) or "none"))
     return w

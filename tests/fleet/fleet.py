@@ -387,17 +387,28 @@ def up(name, hosts, image=None):
     state["key"] = key
     state["inventory"] = write_inventory(name, state)
     save_state(name, state)
-    return state
+    result = dict(state, created=started)
+    asked = set(h.name for h in hosts)
+    if asked != set(state["hosts"]):
+        # A stage that shares a bigger fleet (the adversarial suite on the integration
+        # suite's hosts) sees only the hosts it asked for, in its overlay too: a host of the
+        # fleet it does not know would join its runs as an ungrouped host.
+        result["hosts"] = dict((k, v) for k, v in state["hosts"].items() if k in asked)
+        result["inventory"] = write_inventory(name, state, only=asked)
+    return result
 
 
-def write_inventory(name, state):
-    """Write an inventory overlay with this fleet's ports and key.
+def write_inventory(name, state, only=None):
+    """Write an inventory overlay with this fleet's ports and key (of the hosts in `only`,
+    when given, to a file of that set's own).
 
     Given after the fleet's own inventory (``-i inventories/demo -i <overlay>``), its host
     variables win, so the same inventory can describe several copies of the fleet.
     """
     hosts = {}
     for h in state["hosts"].values():
+        if only is not None and h["name"] not in only:
+            continue
         hosts[h["name"]] = {"ansible_port": h["ssh_port"], "fleet_api_port": h["api_port"],
                             "ansible_ssh_private_key_file": state["key"]}
         if h.get("address"):
@@ -405,6 +416,8 @@ def write_inventory(name, state):
         if h.get("connection") and not h.get("groups"):
             hosts[h["name"]]["ansible_connection"] = h["connection"]
     path = os.path.join(state_dir(name), "inventory.yml")
+    if only is not None:
+        path = os.path.join(state_dir(name), "inventory-%s.yml" % "-".join(sorted(only)))
     with open(path + ".tmp", "w") as f:
         # JSON is YAML: the yaml inventory plugin reads it.
         json.dump({"all": {"hosts": hosts}}, f, indent=2, sort_keys=True)

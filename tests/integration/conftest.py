@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -35,6 +36,7 @@ PORT_OFFSET = int(os.environ.get("MODELOPS_TEST_PORT_OFFSET", "1000"))
 FLEET_NAME = os.environ.get("MODELOPS_TEST_FLEET", "test")
 sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
 from suites import gpg_test_keys  # noqa: E402  pylint: disable=wrong-import-position
+import suite_timing  # noqa: E402  pylint: disable=wrong-import-position
 
 # The model the suite publishes and serves (the fleet's artifacts: fleet.py artifacts).
 MODEL = "smollm2-135m-instruct"
@@ -43,8 +45,9 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def fleet(*args, check=True):
-    proc = subprocess.run([sys.executable, FLEET] + list(args), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, check=False)
+    with suite_timing.spent("fleet.py %s" % args[0]):
+        proc = subprocess.run([sys.executable, FLEET] + list(args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, check=False)
     if check and proc.returncode != 0:
         raise AssertionError("fleet.py %s failed: %s" % (" ".join(args), proc.stderr))
     return proc
@@ -93,9 +96,10 @@ class Ansible(object):
         e.setdefault("MODELOPS_REPORT_DIR", os.path.join(
             os.environ.get("MODELOPS_TEST_ARTIFACTS", os.path.join(REPO, "tests", "output")), "rollout-reports"))
         e.update(env or {})
-        proc = subprocess.run([cmd] + self._inv_args() + list(args), cwd=REPO, env=e,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=900, check=False)
+        with suite_timing.spent(suite_timing.command_kind(cmd, args)):
+            proc = subprocess.run([cmd] + self._inv_args() + list(args), cwd=REPO, env=e,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  timeout=900, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("%s %s failed (rc=%d):\n%s" % (
                 cmd, " ".join(args), proc.returncode, failure_excerpt(proc.stdout)))
@@ -128,15 +132,29 @@ def artifacts():
     return data
 
 
+def keep_fleet():
+    """MODELOPS_FLEET_KEEP=1: leave a suite's fleet up at its end, for the next stage that
+    shares it (scripts/test.sh: the adversarial suite runs on the integration suite's
+    hosts) or for a developer's next run; scripts/test.sh tears every fleet down at its end."""
+    return os.environ.get("MODELOPS_FLEET_KEEP") == "1"
+
+
+def fleet_up(stage, name, *args):
+    """`fleet.py up --name name args`, timed and said in the stage's one line on its fleet."""
+    t0 = time.monotonic()
+    state = json.loads(fleet("up", "--name", name, *args).stdout)
+    suite_timing.fleet_line(stage, name, state, time.monotonic() - t0)
+    return state
+
+
 @pytest.fixture(scope="session")
 def test_fleet(artifacts):
     try:
-        proc = fleet("up", "--name", FLEET_NAME, *fleet_inventory_args(),
-                     "--port-offset", str(PORT_OFFSET))
-        state = json.loads(proc.stdout)
-        yield state
+        yield fleet_up("integration", FLEET_NAME, *fleet_inventory_args(),
+                       "--port-offset", str(PORT_OFFSET))
     finally:
-        fleet("down", "--name", FLEET_NAME, check=False)
+        if not keep_fleet():
+            fleet("down", "--name", FLEET_NAME, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -59,11 +59,11 @@ def artifacts():
 @pytest.fixture(scope="session")
 def vllm_fleet(artifacts):
     try:
-        proc = itc.fleet("up", "--name", FLEET_NAME, "--inventory", DEMO_INVENTORY,
-                         "--port-offset", str(PORT_OFFSET))
-        yield json.loads(proc.stdout)
+        yield itc.fleet_up("vllm", FLEET_NAME, "--inventory", DEMO_INVENTORY,
+                           "--port-offset", str(PORT_OFFSET))
     finally:
-        itc.fleet("down", "--name", FLEET_NAME, check=False)
+        if not itc.keep_fleet():
+            itc.fleet("down", "--name", FLEET_NAME, check=False)
 
 
 @pytest.fixture(scope="session")
