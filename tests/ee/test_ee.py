@@ -53,7 +53,7 @@ def ee_fleet(tmp_path_factory):
     (inv / "hosts.yml").write_text(json.dumps({"all": {"children": {"ee_hosts": {
         "hosts": hosts, "vars": {"model_upgrade_policy": "immediate", "ansible_connection": "ssh"}}}}}))
     try:
-        state = json.loads(itc.fleet("up", "--name", FLEET_NAME, "--inventory", str(inv)).stdout)
+        state = itc.fleet_up("ee", FLEET_NAME, "--inventory", str(inv))
         yield [str(inv), state["inventory"]]
     finally:
         itc.fleet("down", "--name", FLEET_NAME, check=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -49,6 +50,16 @@ def read_cases(path):
     return cases
 
 
+def parse_time_in(text):
+    """'upgrade.yml 2x 30.1 s; ansible -m shell 3x 4.0 s' -> [('upgrade.yml', 2, 30.1), ...]"""
+    out = []
+    for part in filter(None, (text or "").split("; ")):
+        m = re.match(r"^(.*) (\d+)x ([\d.]+) s$", part)
+        if m:
+            out.append((m.group(1), int(m.group(2)), float(m.group(3))))
+    return out
+
+
 def _float(value):
     try:
         return float(value)
@@ -60,8 +71,9 @@ def _s(value):
     return "-" if value is None else "%.1f" % value
 
 
-def profile(paths, top=20):
-    """The profile as text: per stage, then the `top` slowest tests."""
+def profile(paths, top=20, kinds_shown=6):
+    """The profile as text: per stage (with the `kinds_shown` commands it spent the most
+    seconds in), then the `top` slowest tests."""
     cases = []
     missing = []
     for path in paths:
@@ -72,17 +84,25 @@ def profile(paths, top=20):
     lines = []
     stages = {}
     for c in cases:
-        st = stages.setdefault(c["stage"], {"n": 0, "seconds": 0.0, "setup": 0.0, "not_passed": 0})
+        st = stages.setdefault(c["stage"], {"n": 0, "seconds": 0.0, "setup": 0.0, "not_passed": 0, "kinds": {}})
         st["n"] += 1
         st["seconds"] += c["seconds"]
         st["setup"] += c["setup"] or 0.0
         st["not_passed"] += c["outcome"] != "passed"
+        for kind, n, secs in parse_time_in(c["time_in"]):
+            k = st["kinds"].setdefault(kind, [0, 0.0])
+            k[0] += n
+            k[1] += secs
     lines.append("suite profile: %d tests in %d JUnit files%s" % (
         len(cases), len(paths) - len(missing), "" if not missing else " (not found: %s)" % ", ".join(missing)))
     for name, st in stages.items():
         lines.append("  %-12s %4d tests %8.1f s (set-up %.1f s)%s" % (
             name, st["n"], st["seconds"], st["setup"],
             "" if not st["not_passed"] else ", %d not passed" % st["not_passed"]))
+        kinds = sorted(st["kinds"].items(), key=lambda kv: -kv[1][1])[:kinds_shown]
+        if kinds:
+            lines.append("  %12s time in: %s" % ("", "; ".join(
+                "%s %dx %.1f s (%.2f s each)" % (k, n, secs, secs / n) for k, (n, secs) in kinds)))
     slow = sorted(cases, key=lambda c: -c["seconds"])[:top]
     lines.append("the %d slowest tests (seconds: all = set-up + call + tear-down; time in: the "
                  "commands it ran, slowest first):" % len(slow))

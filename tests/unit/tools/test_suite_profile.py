@@ -78,6 +78,9 @@ def test_profile_names_the_slowest_tests_and_where_their_time_went(tmp_path):
     lines = text.splitlines()
     assert "3 tests in 1 JUnit files" in lines[0] and "missing-junit.xml" in lines[0]
     assert "1 not passed" in lines[1]
+    # the stage's seconds by command, summed over its tests
+    assert lines[2].split("time in: ")[1].startswith("upgrade.yml 1x 0.")
+    assert "ansible -m shell 1x" in lines[2]
     slowest = [line for line in lines if "demo test_demo::" in line]
     assert len(slowest) == 2 and "test_upgrade" in slowest[0]
     assert "time in: upgrade.yml 1x" in text
