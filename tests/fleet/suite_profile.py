@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import xml.etree.ElementTree as ET
+
+import suite_timing  # tests/fleet, beside this file
 
 
 def read_cases(path):
@@ -50,16 +51,6 @@ def read_cases(path):
     return cases
 
 
-def parse_time_in(text):
-    """'upgrade.yml 2x 30.1 s; ansible -m shell 3x 4.0 s' -> [('upgrade.yml', 2, 30.1), ...]"""
-    out = []
-    for part in filter(None, (text or "").split("; ")):
-        m = re.match(r"^(.*) (\d+)x ([\d.]+) s$", part)
-        if m:
-            out.append((m.group(1), int(m.group(2)), float(m.group(3))))
-    return out
-
-
 def _float(value):
     try:
         return float(value)
@@ -89,7 +80,7 @@ def profile(paths, top=20, kinds_shown=6):
         st["seconds"] += c["seconds"]
         st["setup"] += c["setup"] or 0.0
         st["not_passed"] += c["outcome"] != "passed"
-        for kind, n, secs in parse_time_in(c["time_in"]):
+        for kind, n, secs in suite_timing.parse(c["time_in"]):
             k = st["kinds"].setdefault(kind, [0, 0.0])
             k[0] += n
             k[1] += secs

@@ -13,6 +13,7 @@ long its set-up took (printed at the end of the pytest run)."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 
 # kind -> [count, seconds] for the test running now (cleared when its report is written)
@@ -40,6 +41,17 @@ def take():
     return "; ".join("%s %dx %.1f s" % (kind, n, s) for kind, (n, s) in parts)
 
 
+def parse(text):
+    """take()'s text back: 'upgrade.yml 2x 30.1 s; ansible -m shell 3x 4.0 s' ->
+    [('upgrade.yml', 2, 30.1), ('ansible -m shell', 3, 4.0)]"""
+    out = []
+    for part in filter(None, (text or "").split("; ")):
+        m = re.match(r"^(.*) (\d+)x ([\d.]+) s$", part)
+        if m:
+            out.append((m.group(1), int(m.group(2)), float(m.group(3))))
+    return out
+
+
 def command_kind(cmd, args):
     """A short name for a command a runner started: the playbook's file name for
     ansible-playbook, the module for ansible, the sub-command for fleet.py."""
@@ -56,14 +68,10 @@ def command_kind(cmd, args):
     return " ".join([cmd.rsplit("/", 1)[-1]] + args[:1])
 
 
-def fleet_line(stage, name, state, seconds, bootstrap=None):
+def fleet_line(stage, name, state, seconds):
     """Record the stage's fleet: its name, hosts (created now or reused), set-up seconds."""
     hosts = sorted(state.get("hosts", {}))
     created = state.get("created")
     how = "" if created is None else ", %d created, %d reused" % (len(created), len(hosts) - len(created))
-    line = "%s: fleet %r (%d hosts: %s%s), up in %.1f s" % (
-        stage, name, len(hosts), " ".join(hosts), how, seconds)
-    if bootstrap is not None:
-        line += ", bootstrapped in %.1f s" % bootstrap
-    FLEET_LINES.append(line)
-    return line
+    FLEET_LINES.append("%s: fleet %r (%d hosts: %s%s), up in %.1f s" % (
+        stage, name, len(hosts), " ".join(hosts), how, seconds))
