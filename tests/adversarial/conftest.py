@@ -155,6 +155,13 @@ class Ansible(itc.Ansible):
             if proc is not None:
                 self.log(cmd, args, proc.stdout, time.time() - t0)
 
+    def host_shell(self, pattern, command):
+        t0 = time.time()
+        done = super(Ansible, self).host_shell(pattern, command)
+        if done is not None:
+            self.log("ssh (host check)", (pattern, command), done.stdout, time.time() - t0)
+        return done
+
     @staticmethod
     def log(cmd, args, text, took=None):
         os.makedirs(ARTIFACTS, exist_ok=True)

@@ -36,6 +36,7 @@ PORT_OFFSET = int(os.environ.get("MODELOPS_TEST_PORT_OFFSET", "1000"))
 FLEET_NAME = os.environ.get("MODELOPS_TEST_FLEET", "test")
 sys.path.insert(0, os.path.join(REPO, "tests", "fleet"))
 from suites import gpg_test_keys  # noqa: E402  pylint: disable=wrong-import-position
+import host_shell  # noqa: E402  pylint: disable=wrong-import-position
 import suite_timing  # noqa: E402  pylint: disable=wrong-import-position
 
 # The model the suite publishes and serves (the fleet's artifacts: fleet.py artifacts).
@@ -85,7 +86,7 @@ class Ansible(object):
             args += ["-i", inv]
         return args
 
-    def run(self, cmd, *args, check=True, env=None):
+    def env(self, env=None):
         e = dict(os.environ)
         e["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
         e["ANSIBLE_NOCOLOR"] = "1"
@@ -96,6 +97,10 @@ class Ansible(object):
         e.setdefault("MODELOPS_REPORT_DIR", os.path.join(
             os.environ.get("MODELOPS_TEST_ARTIFACTS", os.path.join(REPO, "tests", "output")), "rollout-reports"))
         e.update(env or {})
+        return e
+
+    def run(self, cmd, *args, check=True, env=None):
+        e = self.env(env)
         with suite_timing.spent(suite_timing.command_kind(cmd, args)):
             proc = subprocess.run([cmd] + self._inv_args() + list(args), cwd=REPO, env=e,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -109,7 +114,27 @@ class Ansible(object):
         return self.run("ansible-playbook", playbook, *args, **kw)
 
     def adhoc(self, pattern, *args, **kw):
+        if len(args) == 4 and args[:2] == ("-m", "ansible.builtin.shell") and args[2] == "-a" and set(kw) <= {"check"}:
+            # A host check: over the hosts' sshd without starting Ansible (tests/fleet/host_shell.py)
+            done = self.host_shell(pattern, args[3])
+            if done is not None:
+                if kw.get("check", True) and done.returncode != 0:
+                    raise AssertionError("host check %r on %s failed (rc=%d):\n%s" % (
+                        args[3], pattern, done.returncode, done.stdout[-4000:]))
+                return done
         return self.run("ansible", pattern, *args, **kw)
+
+    def host_shell(self, pattern, command):
+        """`ansible pattern -m ansible.builtin.shell -a command` over OpenSSH, with the same
+        output and exit code (a CompletedProcess), or None where host_shell leaves it to Ansible."""
+        e = self.env()
+        with suite_timing.spent("ssh (host check)"):
+            done = host_shell.run(pattern, command, [os.path.join(REPO, i) for i in self.inventories], e,
+                                  e["ANSIBLE_SSH_CONTROL_PATH_DIR"])
+        if done is None:
+            return None
+        return subprocess.CompletedProcess(["ansible", pattern, "-m", "ansible.builtin.shell", "-a", command],
+                                           done[0], stdout=done[1])
 
 
 def fleet_inventory_args():
