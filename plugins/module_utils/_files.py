@@ -140,6 +140,41 @@ def atomic_write(path, data, mode=0o644):
         raise
 
 
+def same_content(a, b):
+    """True when the regular files a and b hold the same bytes (b may be missing)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+        if os.path.getsize(a) != os.path.getsize(b):
+            return False
+    except OSError:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(CHUNK), fb.read(CHUNK)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def copy_atomic(src, dest, mode=0o644):
+    """Copy the file src to dest through a temp file in dest's directory and a rename."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def hash_files(root, relpaths, stats, cache=None, full=False):
     """sha256 of each file; returns ({relpath: (sha256, size)}, bytes_read, files_hashed)."""
     out = {}

@@ -134,6 +134,17 @@ def sign_detached(data, gnupghome, fingerprint, passphrase=None):
     return str(sig).encode("utf-8")
 
 
+def export_public_key(gnupghome, fingerprint):
+    """The ASCII-armoured public key fingerprint from gnupghome (bytes)."""
+    _require_gnupg()
+    gpg = gnupg.GPG(gnupghome=gnupghome)
+    fp = normalise_fingerprint(fingerprint)
+    armoured = gpg.export_keys(fp, armor=True)
+    if not armoured or "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in armoured:
+        raise SignatureError("no public key %s in GnuPG home %s to export" % (fp, gnupghome))
+    return (armoured.rstrip("\n") + "\n").encode("utf-8")
+
+
 def signature_is_valid_for(data, signature, gnupghome, fingerprint):
     """True if signature is a good signature of data by fingerprint in gnupghome."""
     _require_gnupg()

@@ -107,6 +107,21 @@ options:
         M(modelops.fleet.model_release_info) can list releases.
     type: bool
     default: true
+  source:
+    description:
+      - Directory of model files to publish. Its files, with their subdirectories, are
+        copied into O(path) before the manifest is built (O(path) is created), each only
+        when the copy there holds other bytes; files already in O(path) stay.
+      - A source that holds no file, or holds a symlink or anything but regular files and
+        directories, is refused and nothing is copied.
+    type: path
+  public_key_dir:
+    description:
+      - Directory to write the signing key's ASCII-armoured public key into, as
+        C(<key_fingerprint>.asc) (a repository keeps it in C(<repository>/keys/), where
+        hosts' keyrings and mirrors find it). Rewritten only when it differs.
+      - Needs O(gnupghome) and O(key_fingerprint).
+    type: path
   hash_cache:
     description:
       - Hash cache file, so that re-building the manifest of unchanged files does not
@@ -117,6 +132,18 @@ options:
 """
 
 EXAMPLES = r"""
+- name: Publish a directory of model files as a signed release, with the publisher's public key
+  modelops.fleet.model_manifest:
+    source: /data/exports/qwen3-4b-instruct-q4_k_m
+    path: /srv/releases/qwen3-4b-instruct/2507/gguf-q4_k_m
+    name: qwen3-4b-instruct-2507-gguf-q4_k_m
+    sequence: 12
+    expires: +365d
+    gnupghome: ~/.gnupg-release
+    key_fingerprint: EF939A1AADB03442628773084F30D2B3F0944B39
+    public_key_dir: /srv/releases/keys
+  delegate_to: localhost
+
 - name: Build and sign the manifest of a GGUF release
   modelops.fleet.model_manifest:
     path: /srv/releases/qwen3-4b-instruct/2507/gguf-q4_k_m
@@ -136,6 +163,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+copied:
+  description: The files copied from O(source) into the release (or that would be, in check mode).
+  returned: when O(source) is given
+  type: list
+  elements: str
+  sample: [qwen3-4b-instruct-2507-q4_k_m.gguf]
+public_key:
+  description: Path of the public key written under O(public_key_dir).
+  returned: when O(public_key_dir) is given
+  type: str
 manifest:
   description: The manifest as written.
   returned: success
@@ -172,13 +209,15 @@ import re
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.modelops.fleet.plugins.module_utils._gpg import (
-    GNUPG_IMPORT_ERROR, HAS_GNUPG, SignatureError, sign_detached, signature_is_valid_for,
+    GNUPG_IMPORT_ERROR, HAS_GNUPG, SignatureError, export_public_key, sign_detached, signature_is_valid_for,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._repository import INDEX, update_index
-from ansible_collections.modelops.fleet.plugins.module_utils._files import HashCache, atomic_write, default_cache_path
+from ansible_collections.modelops.fleet.plugins.module_utils._files import (
+    HashCache, atomic_write, copy_atomic, default_cache_path, same_content,
+)
 from ansible_collections.modelops.fleet.plugins.module_utils._release import (
     MANIFEST, SIGNATURE, ReleaseError, build_manifest, canonical_json, check_relpath, parse_release_name,
-    parse_time, release_name, utcnow, validate_model_name, validate_variant, validate_version,
+    parse_time, release_name, scan_tree, utcnow, validate_model_name, validate_variant, validate_version,
 )
 from ansible_collections.modelops.fleet.plugins.module_utils._module import run_and_exit
 
@@ -247,9 +286,59 @@ class ManifestBuilder(object):
         candidate = dict(manifest, expires=old["expires"])
         return candidate if candidate == old else manifest
 
+    def copy_source(self, source):
+        """Copy source's files into the release directory where they differ; the relative
+        paths copied (or that would be, in check mode)."""
+        source = source.rstrip("/")
+        if not os.path.isdir(source) or os.path.islink(source):
+            raise ReleaseError("source %s does not exist or is not a directory: give the directory "
+                               "of model files to publish" % source)
+        try:
+            files = scan_tree(source)
+        except ReleaseError as e:
+            raise ReleaseError("source %s cannot be published: %s" % (source, e))
+        if not files:
+            raise ReleaseError("source %s holds no files to publish" % source)
+        for rel in files:
+            check_relpath(rel)
+        if not self.module.check_mode and not os.path.isdir(self.path):
+            os.makedirs(self.path, 0o755)
+        copied = []
+        for rel in sorted(files):
+            src = os.path.join(source, rel)
+            dest = os.path.join(self.path, rel)
+            if same_content(src, dest):
+                if not self.module.check_mode and os.stat(dest).st_mode & 0o7777 != 0o644:
+                    os.chmod(dest, 0o644)
+                    copied.append(rel)
+                continue
+            copied.append(rel)
+            if not self.module.check_mode:
+                directory = os.path.dirname(dest)
+                if not os.path.isdir(directory):
+                    os.makedirs(directory, 0o755)
+                copy_atomic(src, dest)
+        return copied
+
+    def write_public_key(self, key_dir):
+        """Write the signing key's public key into key_dir; (path, changed)."""
+        p = self.p
+        if not p["key_fingerprint"]:
+            raise ReleaseError("public_key_dir needs key_fingerprint (the key to export)")
+        armoured = export_public_key(p["gnupghome"], p["key_fingerprint"])
+        path = os.path.join(key_dir, "%s.asc" % p["key_fingerprint"])
+        if read_or_none(path) == armoured:
+            return path, False
+        if not self.module.check_mode:
+            atomic_write(path, armoured)
+        return path, True
+
     def run(self):
         p = self.p
         ident = self.identity()
+        copied = None
+        if p["source"]:
+            copied = self.copy_source(p["source"])
         manifest_file = os.path.join(self.path, MANIFEST)
         old = read_or_none(manifest_file)
         expires = self.expires(p["expires"])
@@ -260,7 +349,8 @@ class ManifestBuilder(object):
         cache = None
         if hc:
             cache = HashCache(default_cache_path(self.path) if hc == "auto" else hc)
-        manifest = build_manifest(self.path, meta, cache=cache)
+        # in check mode the copies were not made: the manifest is built from the source
+        manifest = build_manifest(p["source"] if copied and self.module.check_mode else self.path, meta, cache=cache)
         for f in manifest["files"]:
             check_relpath(f["path"])
         if p["expires"].startswith("+") and old:
@@ -274,7 +364,7 @@ class ManifestBuilder(object):
         if p["sign"]:
             need_sign = manifest_changed or not signature_is_valid_for(
                 new, old_sig, p["gnupghome"], p["key_fingerprint"])
-        changed = manifest_changed or need_sign
+        changed = manifest_changed or need_sign or bool(copied)
 
         if changed and not self.module.check_mode:
             sig = None
@@ -298,6 +388,11 @@ class ManifestBuilder(object):
             except OSError as e:
                 self.module.warn("could not write hash cache %s: %s" % (cache.path, e))
 
+        public_key = None
+        if p["public_key_dir"]:
+            public_key, key_changed = self.write_public_key(p["public_key_dir"])
+            changed = changed or key_changed
+
         result = dict(changed=changed, manifest=manifest,
                       manifest_sha256=sha,
                       release=release_name(ident["model_name"], ident["version"],
@@ -305,6 +400,10 @@ class ManifestBuilder(object):
                       files=len(manifest["files"]),
                       bytes=sum(f["size"] for f in manifest["files"]),
                       signed=bool(need_sign and not self.module.check_mode))
+        if copied is not None:
+            result["copied"] = copied
+        if public_key is not None:
+            result["public_key"] = public_key
         if self.module._diff:
             result["diff"] = {"before": (old or b"").decode("utf-8", "replace"),
                               "after": new.decode("utf-8"),
@@ -333,6 +432,8 @@ def main():
             key_fingerprint=dict(type="str", no_log=False),
             passphrase=dict(type="str", no_log=True),
             hash_cache=dict(type="str", default="auto"),
+            source=dict(type="path"),
+            public_key_dir=dict(type="path"),
             index=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("name", "model_name"), ("name", "version"), ("name", "variant")],

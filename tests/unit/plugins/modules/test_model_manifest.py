@@ -140,3 +140,59 @@ def test_target_verify_pins_the_checked_manifest(release, module_runner, tmp_pat
     (rel / "model.gguf").write_bytes(b"GGUF")
     bad = module_runner("model_verify", _manifest_sha256=built["manifest_sha256"], **common)
     assert bad["failed"] is True and "truncated file %s/model.gguf" % rel in bad["msg"]
+
+
+def test_source_is_copied_into_the_release_once_with_the_public_key(gpg_keys, module_runner, tmp_path):
+    """publish.yml's single call: the source's files are copied into a new release directory,
+    the manifest built and signed, the public key written; again, nothing changes; a changed
+    source file is copied again and re-signed, the release's own files stay."""
+    key = gpg_keys.publisher
+    src = tmp_path / "export"
+    (src / "sub").mkdir(parents=True)
+    (src / "model.gguf").write_bytes(b"GGUF" + os.urandom(100000))
+    (src / "sub" / "tokenizer.json").write_bytes(b'{"v": 1}')
+    dest = tmp_path / "repo" / "smollm2-135m-instruct" / "2411" / "gguf-q4_1"
+    keys_dir = tmp_path / "repo" / "keys"
+    args = manifest_args(dest, key, source=str(src), public_key_dir=str(keys_dir))
+
+    checked = module_runner("model_manifest", _ansible_check_mode=True, **args)
+    assert checked["changed"] is True and sorted(checked["copied"]) == ["model.gguf", "sub/tokenizer.json"], checked
+    assert not dest.exists() and not keys_dir.exists()
+
+    first = module_runner("model_manifest", **args)
+    assert first["changed"] is True and first["signed"] is True, first
+    assert sorted(first["copied"]) == ["model.gguf", "sub/tokenizer.json"]
+    assert (dest / "model.gguf").read_bytes() == (src / "model.gguf").read_bytes()
+    assert oct((dest / "sub" / "tokenizer.json").stat().st_mode & 0o777) == "0o644"
+    assert [f["path"] for f in first["manifest"]["files"]] == ["model.gguf", "sub/tokenizer.json"]
+    public = keys_dir / ("%s.asc" % key.fingerprint)
+    assert first["public_key"] == str(public)
+    # the exported key verifies the signature it wrote (what hosts do with it)
+    raw, sig = (dest / "manifest.json").read_bytes(), (dest / "manifest.json.asc").read_bytes()
+    assert verify_detached(raw, sig, [str(public)], [key.fingerprint]) == key.fingerprint
+
+    again = module_runner("model_manifest", **args)
+    assert again["changed"] is False and again["copied"] == [] and again["signed"] is False, again
+
+    (src / "sub" / "tokenizer.json").write_bytes(b'{"v": 2}')
+    changed = module_runner("model_manifest", **args)
+    assert changed["changed"] is True and changed["copied"] == ["sub/tokenizer.json"] and changed["signed"] is True
+    assert (dest / "sub" / "tokenizer.json").read_bytes() == b'{"v": 2}'
+
+
+def test_a_source_without_files_or_with_a_symlink_is_refused_and_nothing_is_copied(gpg_keys, module_runner, tmp_path):
+    key = gpg_keys.publisher
+    dest = tmp_path / "repo" / "smollm2-135m-instruct" / "2411" / "gguf-q4_1"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = module_runner("model_manifest", **manifest_args(dest, key, source=str(empty)))
+    assert res.get("failed") is True and "%s holds no files to publish" % empty in res["msg"], res
+    missing = module_runner("model_manifest", **manifest_args(dest, key, source=str(tmp_path / "nope")))
+    assert missing.get("failed") is True and "does not exist" in missing["msg"], missing
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "model.gguf").write_bytes(b"GGUF")
+    os.symlink("/etc/passwd", str(linked / "passwd"))
+    res = module_runner("model_manifest", **manifest_args(dest, key, source=str(linked)))
+    assert res.get("failed") is True and "is a symlink" in res["msg"] and str(linked) in res["msg"], res
+    assert not dest.exists()
