@@ -162,6 +162,13 @@ class Ansible(itc.Ansible):
             self.log("ssh (host check)", (pattern, command), done.stdout, time.time() - t0)
         return done
 
+    def host_copy(self, pattern, text):
+        t0 = time.time()
+        done = super(Ansible, self).host_copy(pattern, text)
+        if done is not None:
+            self.log("ssh (copy to host)", (pattern, text), done.stdout, time.time() - t0)
+        return done
+
     @staticmethod
     def log(cmd, args, text, took=None):
         os.makedirs(ARTIFACTS, exist_ok=True)

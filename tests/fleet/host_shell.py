@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import tarfile
 import threading
 
 # (inventories) -> (newest mtime of their files, listing)
@@ -160,8 +162,9 @@ def format_result(host, rc, stdout, stderr):
     return text
 
 
-def run(pattern, command, inventories, env, control_dir, timeout=900):
-    """(rc, output) of the command on the hosts of the pattern, or None (left to Ansible)."""
+def _connections(pattern, inventories, env, control_dir):
+    """{host: ssh command line} for the hosts of the pattern, in inventory order; None
+    where the pattern or a host is left to Ansible."""
     data = listing(inventories, env)
     if data is None:
         return None
@@ -169,12 +172,22 @@ def run(pattern, command, inventories, env, control_dir, timeout=900):
     if hosts is None:
         return None
     hostvars = data.get("_meta", {}).get("hostvars", {})
-    cmds = {}
+    conns = {}
     for host in hosts:
         args = ssh_args(host, hostvars.get(host, {}), control_dir)
         if args is None:
             return None
-        cmds[host] = args + ["/bin/sh -c %s" % shlex.quote(command)]
+        conns[host] = args
+    return conns
+
+
+def run(pattern, command, inventories, env, control_dir, timeout=900):
+    """(rc, output) of the command on the hosts of the pattern, or None (left to Ansible)."""
+    conns = _connections(pattern, inventories, env, control_dir)
+    if conns is None:
+        return None
+    hosts = list(conns)
+    cmds = dict((h, args + ["/bin/sh -c %s" % shlex.quote(command)]) for h, args in conns.items())
     if not hosts:
         return 0, "[WARNING]: No hosts matched, nothing to do\n"
     os.makedirs(control_dir, exist_ok=True)
@@ -190,5 +203,108 @@ def run(pattern, command, inventories, env, control_dir, timeout=900):
         rc = procs[host].returncode
         rcs.append(rc)
         out.append(format_result(host, rc, stdout, stderr))
+    code = 4 if 255 in rcs else (2 if any(rcs) else 0)
+    return code, "".join(out)
+
+
+def copy_args(text):
+    """The copy module's `src=... dest=... [mode=preserve]` as a dict, or None for any other
+    option (left to Ansible)."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return None
+    opts = {}
+    for word in words:
+        if "=" not in word:
+            return None
+        k, v = word.split("=", 1)
+        opts[k] = v
+    if set(opts) - {"src", "dest", "mode"} or not {"src", "dest"} <= set(opts):
+        return None
+    if opts.get("mode", "preserve") != "preserve" or not os.path.exists(opts["src"]):
+        return None
+    return opts
+
+
+def _mode(path, opts):
+    """The mode the copy module gives a file: the source's with mode=preserve, else a new
+    file's under umask 022 (0644, whatever the source's)."""
+    return os.stat(path).st_mode & 0o7777 if opts.get("mode") == "preserve" else 0o644
+
+
+def _tar_into(stream, src, opts):
+    """A tar stream of the directory src's contents, with the modes the copy module gives
+    (directories 0755), owned by nobody in particular (extracted with --no-same-owner)."""
+    with tarfile.open(fileobj=stream, mode="w|") as tar:
+        for top, dirs, files in os.walk(src):
+            dirs.sort()
+            for name in sorted(dirs) + sorted(files):
+                full = os.path.join(top, name)
+                info = tar.gettarinfo(full, arcname=os.path.relpath(full, src))
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                if info.isdir():
+                    info.mode = 0o755
+                    tar.addfile(info)
+                elif info.isfile():
+                    info.mode = _mode(full, opts)
+                    with open(full, "rb") as f:
+                        tar.addfile(info, f)
+
+
+def copy(pattern, text, inventories, env, control_dir, timeout=900):
+    """`ansible pattern -m ansible.builtin.copy -a text` for a local file or directory, as
+    tar (a directory) or cat (a file) over ssh; (rc, output) or None (left to Ansible).
+    As the copy module: `src=dir/` copies the directory's contents into dest, `src=dir`
+    the directory itself; a file goes to dest, or into dest when dest ends in / or is a
+    directory; files are owned by the remote user, mode 0644 (the source's with
+    mode=preserve), directories 0755."""
+    opts = copy_args(text)
+    if opts is None:
+        return None
+    conns = _connections(pattern, inventories, env, control_dir)
+    if conns is None:
+        return None
+    src, dest = opts["src"], opts["dest"]
+    os.makedirs(control_dir, exist_ok=True)
+    out, rcs = [], []
+    for host, args in conns.items():
+        if os.path.isdir(src):
+            into = dest if src.endswith("/") else os.path.join(dest, os.path.basename(src.rstrip("/")))
+            remote = "mkdir -p %s && tar --no-same-owner -C %s -xf -" % (shlex.quote(into), shlex.quote(into))
+        else:
+            name = shlex.quote(os.path.basename(src))
+            d = shlex.quote(dest)
+            remote = ("d=%s; if [ -d \"$d\" ] || [ \"${d%%/}\" != \"$d\" ]; then mkdir -p \"$d\"; d=\"${d%%/}/\"%s; "
+                      "else mkdir -p \"$(dirname \"$d\")\"; fi; cat > \"$d.part\" && chmod %o \"$d.part\" && "
+                      "mv -f \"$d.part\" \"$d\"" % (d, name, _mode(src, opts)))
+        proc = subprocess.Popen(args[:1] + [a for a in args[1:] if a != "-n"] + ["/bin/sh -c %s" % shlex.quote(remote)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            if os.path.isdir(src):
+                _tar_into(proc.stdin, src, opts)
+            else:
+                with open(src, "rb") as f:
+                    shutil.copyfileobj(f, proc.stdin, 1 << 20)
+        except BrokenPipeError:
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            proc.stdin = None  # sent: communicate() only reads
+        stdout, stderr = proc.communicate(timeout=timeout)
+        stdout, stderr = stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+        rc = proc.returncode
+        rcs.append(rc)
+        if rc == 0:
+            out.append("%s | CHANGED => %s\n" % (host, json.dumps({"changed": True, "dest": dest, "src": src}, indent=4)))
+        elif rc == 255:
+            out.append(format_result(host, rc, stdout, stderr))
+        else:
+            out.append("%s | FAILED! => %s\n" % (host, json.dumps(
+                {"changed": False, "msg": "copy of %s to %s failed: %s" % (src, dest, stderr.strip())}, indent=4)))
     code = 4 if 255 in rcs else (2 if any(rcs) else 0)
     return code, "".join(out)

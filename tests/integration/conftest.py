@@ -114,13 +114,15 @@ class Ansible(object):
         return self.run("ansible-playbook", playbook, *args, **kw)
 
     def adhoc(self, pattern, *args, **kw):
-        if len(args) == 4 and args[:2] == ("-m", "ansible.builtin.shell") and args[2] == "-a" and set(kw) <= {"check"}:
-            # A host check: over the hosts' sshd without starting Ansible (tests/fleet/host_shell.py)
-            done = self.host_shell(pattern, args[3])
+        if len(args) == 4 and args[0] == "-m" and args[1] in ("ansible.builtin.shell", "ansible.builtin.copy") \
+                and args[2] == "-a" and set(kw) <= {"check"}:
+            # A host check, or a file the test puts on a host: over the hosts' sshd without
+            # starting Ansible (tests/fleet/host_shell.py)
+            done = (self.host_shell if args[1] == "ansible.builtin.shell" else self.host_copy)(pattern, args[3])
             if done is not None:
                 if kw.get("check", True) and done.returncode != 0:
-                    raise AssertionError("host check %r on %s failed (rc=%d):\n%s" % (
-                        args[3], pattern, done.returncode, done.stdout[-4000:]))
+                    raise AssertionError("%s %r on %s failed (rc=%d):\n%s" % (
+                        args[1], args[3], pattern, done.returncode, done.stdout[-4000:]))
                 return done
         return self.run("ansible", pattern, *args, **kw)
 
@@ -134,6 +136,18 @@ class Ansible(object):
         if done is None:
             return None
         return subprocess.CompletedProcess(["ansible", pattern, "-m", "ansible.builtin.shell", "-a", command],
+                                           done[0], stdout=done[1])
+
+    def host_copy(self, pattern, text):
+        """`ansible pattern -m ansible.builtin.copy -a text` (src=, dest=, mode=preserve) over
+        OpenSSH, or None where host_shell leaves it to Ansible."""
+        e = self.env()
+        with suite_timing.spent("ssh (copy to host)"):
+            done = host_shell.copy(pattern, text, [os.path.join(REPO, i) for i in self.inventories], e,
+                                   e["ANSIBLE_SSH_CONTROL_PATH_DIR"])
+        if done is None:
+            return None
+        return subprocess.CompletedProcess(["ansible", pattern, "-m", "ansible.builtin.copy", "-a", text],
                                            done[0], stdout=done[1])
 
 

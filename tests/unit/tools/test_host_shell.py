@@ -99,3 +99,16 @@ def test_results_are_written_as_the_minimal_callback_writes_the_shell_modules():
         "gpu-01 | FAILED | rc=1 >>\nouterrnon-zero return code\n"
     unreachable = host_shell.format_result("gpu-01", 255, "", "Connection refused\n")
     assert unreachable.startswith("gpu-01 | UNREACHABLE! => {") and '"unreachable": true' in unreachable
+
+
+def test_only_plain_copies_of_local_files_are_taken_from_ansible(tmp_path):
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    assert host_shell.copy_args("src=%s dest=/srv/x/" % f) == {"src": str(f), "dest": "/srv/x/"}
+    assert host_shell.copy_args("src=%s dest=/srv/x mode=preserve" % f)["mode"] == "preserve"
+    # any other option, a missing source or a remote one stay with the copy module
+    assert host_shell.copy_args("src=%s dest=/srv/x mode=0600" % f) is None
+    assert host_shell.copy_args("src=%s dest=/srv/x owner=nobody" % f) is None
+    assert host_shell.copy_args("src=%s dest=/srv/x remote_src=true" % f) is None
+    assert host_shell.copy_args("content=hello dest=/srv/x") is None
+    assert host_shell.copy_args("src=%s/missing dest=/srv/x" % tmp_path) is None
