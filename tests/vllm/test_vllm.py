@@ -80,13 +80,16 @@ def test_vllm_bootstrap_serves_safetensors_on_gpu_servers_and_gguf_on_edge(ansib
         verify = ansible.adhoc(host, "-m", "ansible.builtin.command", "-a",
                                "systemd-analyze verify /etc/systemd/system/modelops-inference.service")
         assert "rc=0" in verify.stdout
+        # ... and no line of it is ignored (a TasksMax joined to the next line was, unseen)
+        assert "ignoring" not in verify.stdout, verify.stdout
     for host in LLAMA:
         models = served_models(vllm_fleet, host)
         assert models[0].get("owned_by") != "vllm", models
     # Bounded resources: KV cache and memory limit as inventories/demo states them.
     env = sh(ansible, "gpu-01", "cat /etc/modelops/modelops-inference.env; "
-                                "systemctl show -p MemoryMax --value modelops-inference.service")
-    assert "VLLM_CPU_KVCACHE_SPACE=1" in env and str(4 * 1024 ** 3) in env, env
+                                "systemctl show -p MemoryMax --value modelops-inference.service; "
+                                "echo TasksMax=$(systemctl show -p TasksMax --value modelops-inference.service)")
+    assert "VLLM_CPU_KVCACHE_SPACE=1" in env and str(4 * 1024 ** 3) in env and "TasksMax=512" in env, env
 
 
 def test_variant_the_engine_cannot_serve_is_refused_before_anything_changes(ansible, releases):
