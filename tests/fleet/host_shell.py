@@ -157,9 +157,8 @@ def format_result(host, rc, stdout, stderr):
         return "%s | UNREACHABLE! => %s\n" % (host, json.dumps(
             {"changed": False, "msg": msg, "unreachable": True}, indent=4))
     caption = "CHANGED" if rc == 0 else "FAILED"
-    text = "%s | %s | rc=%d >>\n%s%s%s\n" % (host, caption, rc, _strip(stdout), _strip(stderr),
-                                           "" if rc == 0 else "non-zero return code")
-    return text
+    failed = "" if rc == 0 else "non-zero return code"
+    return "%s | %s | rc=%d >>\n%s%s%s\n" % (host, caption, rc, _strip(stdout), _strip(stderr), failed)
 
 
 def _connections(pattern, inventories, env, control_dir):
