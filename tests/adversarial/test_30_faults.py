@@ -311,8 +311,16 @@ def test_killed_between_activate_and_restart(world, case, tmp_path):
         proc = world.ansible.background("ansible-playbook", *args, out=out)
         try:
             deadline = time.time() + 600
+            # The watcher holds the lock, and the run's next call (install) waits for it:
+            # HostLock polls with LOCK_NB, so it shows as a second process with the lock
+            # file open (twice, 0.5 s apart: not the plan call closing it). Killing the run
+            # as soon as the watcher held the lock could come before the install call
+            # reached the host (the host checks take 0.04 s, not the 1.3 s of an Ansible run).
+            queued = ("openers() { n=0; for p in /proc/[0-9]*; do ls -l $p/fd 2>/dev/null | "
+                      "grep -q ' -> /srv/models/.modelops/lock$' && n=$((n+1)); done; echo $n; }; "
+                      "test -f /srv/adv-locked && [ $(openers) -ge 2 ] && sleep 0.5 && [ $(openers) -ge 2 ]")
             while time.time() < deadline:
-                if world.sh(host, "test -f /srv/adv-locked", check=False).find("| CHANGED |") >= 0:
+                if world.sh(host, queued, check=False).find("| CHANGED |") >= 0:
                     break
                 assert proc.poll() is None, open(out).read()[-4000:]
                 time.sleep(0.5)
