@@ -126,10 +126,17 @@ def atomic_write(path, data, mode=0o644):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    _replace(path, lambda f: f.write(data), mode)
+
+
+def _replace(path, write, mode):
+    """Replace path by what write(file) writes, through a temp file in path's directory
+    (fsynced, then renamed over it); the temp file is removed on any failure."""
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
+                               dir=os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -160,19 +167,8 @@ def same_content(a, b):
 
 def copy_atomic(src, dest, mode=0o644):
     """Copy the file src to dest through a temp file in dest's directory and a rename."""
-    directory = os.path.dirname(os.path.abspath(dest))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with open(src, "rb") as inp:
+        _replace(dest, lambda out: shutil.copyfileobj(inp, out, CHUNK), mode)
 
 
 def hash_files(root, relpaths, stats, cache=None, full=False):

@@ -155,18 +155,11 @@ class Ansible(itc.Ansible):
             if proc is not None:
                 self.log(cmd, args, proc.stdout, time.time() - t0)
 
-    def host_shell(self, pattern, command):
+    def _over_ssh(self, kind, how, module, pattern, arg):
         t0 = time.time()
-        done = super(Ansible, self).host_shell(pattern, command)
+        done = super(Ansible, self)._over_ssh(kind, how, module, pattern, arg)
         if done is not None:
-            self.log("ssh (host check)", (pattern, command), done.stdout, time.time() - t0)
-        return done
-
-    def host_copy(self, pattern, text):
-        t0 = time.time()
-        done = super(Ansible, self).host_copy(pattern, text)
-        if done is not None:
-            self.log("ssh (copy to host)", (pattern, text), done.stdout, time.time() - t0)
+            self.log(kind, (pattern, arg), done.stdout, time.time() - t0)
         return done
 
     @staticmethod

@@ -129,26 +129,21 @@ class Ansible(object):
     def host_shell(self, pattern, command):
         """`ansible pattern -m ansible.builtin.shell -a command` over OpenSSH, with the same
         output and exit code (a CompletedProcess), or None where host_shell leaves it to Ansible."""
-        e = self.env()
-        with suite_timing.spent("ssh (host check)"):
-            done = host_shell.run(pattern, command, [os.path.join(REPO, i) for i in self.inventories], e,
-                                  e["ANSIBLE_SSH_CONTROL_PATH_DIR"])
-        if done is None:
-            return None
-        return subprocess.CompletedProcess(["ansible", pattern, "-m", "ansible.builtin.shell", "-a", command],
-                                           done[0], stdout=done[1])
+        return self._over_ssh("ssh (host check)", host_shell.run, "ansible.builtin.shell", pattern, command)
 
     def host_copy(self, pattern, text):
         """`ansible pattern -m ansible.builtin.copy -a text` (src=, dest=, mode=preserve) over
         OpenSSH, or None where host_shell leaves it to Ansible."""
+        return self._over_ssh("ssh (copy to host)", host_shell.copy, "ansible.builtin.copy", pattern, text)
+
+    def _over_ssh(self, kind, how, module, pattern, arg):
         e = self.env()
-        with suite_timing.spent("ssh (copy to host)"):
-            done = host_shell.copy(pattern, text, [os.path.join(REPO, i) for i in self.inventories], e,
-                                   e["ANSIBLE_SSH_CONTROL_PATH_DIR"])
+        with suite_timing.spent(kind):
+            done = how(pattern, arg, [os.path.join(REPO, i) for i in self.inventories], e,
+                       e["ANSIBLE_SSH_CONTROL_PATH_DIR"])
         if done is None:
             return None
-        return subprocess.CompletedProcess(["ansible", pattern, "-m", "ansible.builtin.copy", "-a", text],
-                                           done[0], stdout=done[1])
+        return subprocess.CompletedProcess(["ansible", pattern, "-m", module, "-a", arg], done[0], stdout=done[1])
 
 
 def fleet_inventory_args():
