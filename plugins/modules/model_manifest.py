@@ -301,16 +301,16 @@ class ManifestBuilder(object):
             raise ReleaseError("source %s holds no files to publish" % source)
         for rel in files:
             check_relpath(rel)
-        if not self.module.check_mode and not os.path.isdir(self.path):
-            os.makedirs(self.path, 0o755)
         copied = []
         for rel in sorted(files):
             src = os.path.join(source, rel)
             dest = os.path.join(self.path, rel)
             if same_content(src, dest):
-                if not self.module.check_mode and os.stat(dest).st_mode & 0o7777 != 0o644:
-                    os.chmod(dest, 0o644)
+                # the bytes are there; a mode other than 0644 is set right (in check mode too, reported)
+                if os.stat(dest).st_mode & 0o7777 != 0o644:
                     copied.append(rel)
+                    if not self.module.check_mode:
+                        os.chmod(dest, 0o644)
                 continue
             copied.append(rel)
             if not self.module.check_mode:
@@ -323,8 +323,6 @@ class ManifestBuilder(object):
     def write_public_key(self, key_dir):
         """Write the signing key's public key into key_dir; (path, changed)."""
         p = self.p
-        if not p["key_fingerprint"]:
-            raise ReleaseError("public_key_dir needs key_fingerprint (the key to export)")
         armoured = export_public_key(p["gnupghome"], p["key_fingerprint"])
         path = os.path.join(key_dir, "%s.asc" % p["key_fingerprint"])
         if read_or_none(path) == armoured:
@@ -440,6 +438,7 @@ def main():
         required_one_of=[("name", "model_name")],
         required_together=[("model_name", "version", "variant")],
         required_if=[("sign", True, ("key_fingerprint",))],
+        required_by={"public_key_dir": "key_fingerprint"},
         supports_check_mode=True,
     )
     if module.params["sign"] and not HAS_GNUPG:

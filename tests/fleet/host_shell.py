@@ -132,7 +132,7 @@ def ssh_args(host, hv, control_dir):
     key = hv.get("ansible_ssh_private_key_file")
     if any("{{" in str(v) for v in (address, port, user, key) if v is not None):
         return None
-    args = ["ssh", "-n", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+    args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
             "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3",
             "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
@@ -177,7 +177,13 @@ def _connections(pattern, inventories, env, control_dir):
         if args is None:
             return None
         conns[host] = args
+    os.makedirs(control_dir, exist_ok=True)
     return conns
+
+
+def _exit_code(rcs):
+    """ansible's exit code for the hosts' return codes: 4 a host unreachable, 2 a host failed."""
+    return 4 if 255 in rcs else (2 if any(rcs) else 0)
 
 
 def run(pattern, command, inventories, env, control_dir, timeout=900):
@@ -189,9 +195,8 @@ def run(pattern, command, inventories, env, control_dir, timeout=900):
     cmds = dict((h, args + ["/bin/sh -c %s" % shlex.quote(command)]) for h, args in conns.items())
     if not hosts:
         return 0, "[WARNING]: No hosts matched, nothing to do\n"
-    os.makedirs(control_dir, exist_ok=True)
-    procs = dict((h, subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env=env)) for h, c in cmds.items())
+    procs = dict((h, subprocess.Popen(c, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env)) for h, c in cmds.items())
     out, rcs = [], []
     for host in hosts:
         try:
@@ -202,8 +207,7 @@ def run(pattern, command, inventories, env, control_dir, timeout=900):
         rc = procs[host].returncode
         rcs.append(rc)
         out.append(format_result(host, rc, stdout, stderr))
-    code = 4 if 255 in rcs else (2 if any(rcs) else 0)
-    return code, "".join(out)
+    return _exit_code(rcs), "".join(out)
 
 
 def copy_args(text):
@@ -266,22 +270,22 @@ def copy(pattern, text, inventories, env, control_dir, timeout=900):
     if conns is None:
         return None
     src, dest = opts["src"], opts["dest"]
-    os.makedirs(control_dir, exist_ok=True)
+    is_dir = os.path.isdir(src)
+    if is_dir:
+        into = dest if src.endswith("/") else os.path.join(dest, os.path.basename(src.rstrip("/")))
+        remote = "mkdir -p %s && tar --no-same-owner -C %s -xf -" % (shlex.quote(into), shlex.quote(into))
+    else:
+        name = shlex.quote(os.path.basename(src))
+        d = shlex.quote(dest)
+        remote = ("d=%s; if [ -d \"$d\" ] || [ \"${d%%/}\" != \"$d\" ]; then mkdir -p \"$d\"; d=\"${d%%/}/\"%s; "
+                  "else mkdir -p \"$(dirname \"$d\")\"; fi; cat > \"$d.part\" && chmod %o \"$d.part\" && "
+                  "mv -f \"$d.part\" \"$d\"" % (d, name, _mode(src, opts)))
     out, rcs = [], []
     for host, args in conns.items():
-        if os.path.isdir(src):
-            into = dest if src.endswith("/") else os.path.join(dest, os.path.basename(src.rstrip("/")))
-            remote = "mkdir -p %s && tar --no-same-owner -C %s -xf -" % (shlex.quote(into), shlex.quote(into))
-        else:
-            name = shlex.quote(os.path.basename(src))
-            d = shlex.quote(dest)
-            remote = ("d=%s; if [ -d \"$d\" ] || [ \"${d%%/}\" != \"$d\" ]; then mkdir -p \"$d\"; d=\"${d%%/}/\"%s; "
-                      "else mkdir -p \"$(dirname \"$d\")\"; fi; cat > \"$d.part\" && chmod %o \"$d.part\" && "
-                      "mv -f \"$d.part\" \"$d\"" % (d, name, _mode(src, opts)))
-        proc = subprocess.Popen(args[:1] + [a for a in args[1:] if a != "-n"] + ["/bin/sh -c %s" % shlex.quote(remote)],
+        proc = subprocess.Popen(args + ["/bin/sh -c %s" % shlex.quote(remote)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:
-            if os.path.isdir(src):
+            if is_dir:
                 _tar_into(proc.stdin, src, opts)
             else:
                 with open(src, "rb") as f:
@@ -294,7 +298,11 @@ def copy(pattern, text, inventories, env, control_dir, timeout=900):
             except BrokenPipeError:
                 pass
             proc.stdin = None  # sent: communicate() only reads
-        stdout, stderr = proc.communicate(timeout=timeout)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
         stdout, stderr = stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
         rc = proc.returncode
         rcs.append(rc)
@@ -305,5 +313,4 @@ def copy(pattern, text, inventories, env, control_dir, timeout=900):
         else:
             out.append("%s | FAILED! => %s\n" % (host, json.dumps(
                 {"changed": False, "msg": "copy of %s to %s failed: %s" % (src, dest, stderr.strip())}, indent=4)))
-    code = 4 if 255 in rcs else (2 if any(rcs) else 0)
-    return code, "".join(out)
+    return _exit_code(rcs), "".join(out)

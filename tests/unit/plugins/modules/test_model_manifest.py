@@ -174,6 +174,13 @@ def test_source_is_copied_into_the_release_once_with_the_public_key(gpg_keys, mo
     again = module_runner("model_manifest", **args)
     assert again["changed"] is False and again["copied"] == [] and again["signed"] is False, again
 
+    # same bytes with another mode: reported (in check mode too) and set back to 0644
+    (dest / "model.gguf").chmod(0o600)
+    assert module_runner("model_manifest", _ansible_check_mode=True, **args)["copied"] == ["model.gguf"]
+    assert oct((dest / "model.gguf").stat().st_mode & 0o777) == "0o600"
+    fixed = module_runner("model_manifest", **args)
+    assert fixed["copied"] == ["model.gguf"] and oct((dest / "model.gguf").stat().st_mode & 0o777) == "0o644"
+
     (src / "sub" / "tokenizer.json").write_bytes(b'{"v": 2}')
     changed = module_runner("model_manifest", **args)
     assert changed["changed"] is True and changed["copied"] == ["sub/tokenizer.json"] and changed["signed"] is True
@@ -196,3 +203,8 @@ def test_a_source_without_files_or_with_a_symlink_is_refused_and_nothing_is_copi
     res = module_runner("model_manifest", **manifest_args(dest, key, source=str(linked)))
     assert res.get("failed") is True and "is a symlink" in res["msg"] and str(linked) in res["msg"], res
     assert not dest.exists()
+    # the public key needs the key to export
+    nokey = manifest_args(dest, key, source=str(linked), public_key_dir=str(tmp_path / "keys"), sign=False)
+    del nokey["key_fingerprint"]
+    res = module_runner("model_manifest", **nokey)
+    assert res.get("failed") is True and "public_key_dir" in res["msg"] and "key_fingerprint" in res["msg"], res
