@@ -63,6 +63,27 @@ PODMAN_RUN_FLAGS = [
     "--tmpfs", "/srv/tiny:rw,size=48m,mode=0755",
 ]
 
+# The machines here have the hybrid cgroup layout: v1 controllers, and a cgroup2 hierarchy
+# at /sys/fs/cgroup/unified that systemd uses to track a unit's processes. A container gets
+# the v1 hierarchies only, and systemd in it, with no "cgroup empty" notice, then waits the
+# unit's whole TimeoutStopSec after stopping an engine that leaves helper processes behind
+# (vLLM: 10 s a restart at the demo's old stop timeout, 60 s at the role's default). Given
+# the cgroup2 hierarchy too, systemd in the host tracks its units there, as on a current
+# distribution, and a stop ends as soon as the unit's processes have.
+UNIFIED_CGROUP = "/sys/fs/cgroup/unified"
+CGROUP2_MAGIC = 0x63677270
+
+
+def cgroup_flags():
+    """The mount that gives a host's systemd the machine's cgroup2 hierarchy, where there is
+    one beside the v1 controllers (hybrid layout); nothing elsewhere."""
+    if not os.path.ismount(UNIFIED_CGROUP):
+        return []
+    out = run(["stat", "-f", "-c", "%t", UNIFIED_CGROUP], check=False).stdout.strip()
+    if not out or int(out, 16) != CGROUP2_MAGIC:
+        return []
+    return ["-v", "%s:%s:rw" % (UNIFIED_CGROUP, UNIFIED_CGROUP)]
+
 
 class FleetError(Exception):
     pass
@@ -303,7 +324,7 @@ def start_container(name, host, key, image, vllm_env):
     """Run one host's container; return its id."""
     cmd = ["podman", "run", "-d", "--name", host.container(name), "--hostname", host.name,
            "--label", "%s=%s" % (LABEL, name)]
-    cmd += PODMAN_RUN_FLAGS
+    cmd += PODMAN_RUN_FLAGS + cgroup_flags()
     if host.engine == "vllm":
         cmd += VLLM_RUN_FLAGS + ["-v", "%s:%s:ro" % (vllm_env, VLLM_MOUNT)]
     cmd += ["-p", "127.0.0.1:%d:22" % host.ssh_port,

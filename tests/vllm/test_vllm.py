@@ -128,6 +128,11 @@ def test_vllm_canary_upgrade_passes_the_probe_gate_then_the_rest(ansible, releas
     assert re.search(r"^\s+gpu-01: upgraded$", out, re.M) and re.search(r"^\s+gpu-02: upgraded$", out, re.M)
     for host in GPU:
         assert "paris" in ask(vllm_fleet, host, "What is the capital of France?").lower()
+        # The restart onto 2412 stopped the old engine as soon as its processes were gone,
+        # not after the stop timeout (the role's 60 s; systemd in a host without a cgroup
+        # it can watch waits all of it and marks the unit failed).
+        journal = sh(ansible, host, "journalctl -u modelops-inference.service --no-pager -o cat")
+        assert "Deactivated successfully" in journal and "Processes still around" not in journal, journal[-3000:]
     # status.yml says which engine serves each host.
     table = ansible.playbook("modelops.fleet.status", "-e", "status_format=json",
                              "-e", "status_output=%s" % (releases.base / "status.json"))
