@@ -29,7 +29,7 @@ trap teardown EXIT
 # Each stage's time budget in seconds on a warm 2-core machine (caches built; the
 # artifacts stage builds llama-server, vLLM and the host image once, ~15 min cold). The
 # whole run must stay under CI's 90 minutes: a stage over its budget is named at the end.
-declare -A BUDGET=([unit]=300 [sanity]=300 [lint]=120 [artifacts]=1500 [molecule-serve]=300 [molecule-rollout]=600
+declare -A BUDGET=([unit]=300 [sanity]=300 [lint]=120 [artifacts]=1500 [molecule]=600
                    [integration]=1500 [vllm]=1200 [ee]=900 [adversarial]=1500)
 declare -a PASSED=() FAILED=() OVER=()
 # Where a stage ended: passed or failed, and over its budget or not.
@@ -116,16 +116,13 @@ vllm_installed() {
 stage artifacts  artifacts
 # The unit tests mostly wait (stub engines, module subprocesses, gpg): one worker per core
 # (pytest-xdist) halves the stage on 2 cores (docs/test-suite.md). They, the execution
-# environment's stage (a rollout with the immediate policy: no latency judged), molecule's
-# default scenario and the single-process sanity and lint stages share the two cores; side
-# by side they take about half as long as one after the other (docs/test-suite.md).
+# environment's stage (a rollout with the immediate policy: no latency judged) and the
+# single-process sanity and lint stages share the two cores; side by side they take about
+# half as long as one after the other (docs/test-suite.md).
 stage_bg unit    python -m pytest -q -p no:cacheprovider -n auto tests/unit --junitxml "${ARTIFACTS}/unit-junit.xml"
 if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     # builds (or reuses) the EE: ~8 min cold, ~20 s when only the collection changed
     stage_bg ee  python -m pytest -q -p no:cacheprovider tests/ee --junitxml "${ARTIFACTS}/ee-junit.xml"
-    # molecule's default scenario installs and serves on one host (no probe gate); its
-    # rollout scenario, which judges a canary's latency, runs alone below
-    stage_bg molecule-serve molecule test -s default
 fi
 stage sanity     sanity
 stage lint       bash -c "ansible-lint --profile production && antsibull-changelog lint &&
@@ -133,8 +130,7 @@ stage lint       bash -c "ansible-lint --profile production && antsibull-changel
 stage_wait unit
 if [[ " ${FAILED[*]} " != *" artifacts "* ]]; then
     stage_wait ee
-    stage_wait molecule-serve
-    stage molecule-rollout molecule test -s rollout
+    stage molecule   molecule test --all
     # The integration suite leaves its llama.cpp fleet up (MODELOPS_FLEET_KEEP=1) and the
     # adversarial suite runs on three of its hosts (same names, same port offset), cleaned
     # of the integration suite's releases before its bootstrap; it tears the fleet down at
