@@ -433,15 +433,13 @@ class World(object):
         o = self.overrides()
         o["adv_health_dir"] = out
         self.ansible.playbook(HEALTH, "-e", json.dumps(o), "-e", "@" + self.api_key_vars, check=False)
-        res = {}
-        for h in HOSTS:
-            p = os.path.join(out, h + ".json")
-            if os.path.exists(p):
-                with open(p) as f:
-                    res[h] = json.load(f)
-            else:
-                res[h] = {"current": None, "verified": False, "ready": False, "msg": "no report (unreachable?)"}
-        return res
+        p = os.path.join(out, "health.json")
+        reports = {}
+        if os.path.exists(p):
+            with open(p) as f:
+                reports = json.load(f)
+        return dict((h, reports.get(h) or {"current": None, "verified": False, "ready": False,
+                                             "msg": "no report (unreachable?)"}) for h in HOSTS)
 
     def serving(self, c, expect_all=True, health=None):
         """Run the health check (or take one already made), fill the table's last column,
