@@ -438,8 +438,8 @@ class World(object):
         if os.path.exists(p):
             with open(p) as f:
                 reports = json.load(f)
-        return dict((h, reports.get(h) or {"current": None, "verified": False, "ready": False,
-                                             "msg": "no report (unreachable?)"}) for h in HOSTS)
+        missing = {"current": None, "verified": False, "ready": False, "msg": "no report (unreachable?)"}
+        return dict((h, reports.get(h) or missing) for h in HOSTS)
 
     def serving(self, c, expect_all=True, health=None):
         """Run the health check (or take one already made), fill the table's last column,
