@@ -27,6 +27,7 @@ labelled io.modelops.fleet.name=<name>) are ever removed.
 """
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -71,18 +72,19 @@ PODMAN_RUN_FLAGS = [
 # the cgroup2 hierarchy too, systemd in the host tracks its units there, as on a current
 # distribution, and a stop ends as soon as the unit's processes have.
 UNIFIED_CGROUP = "/sys/fs/cgroup/unified"
-CGROUP2_MAGIC = 0x63677270
 
 
+@functools.lru_cache(maxsize=None)
 def cgroup_flags():
     """The mount that gives a host's systemd the machine's cgroup2 hierarchy, where there is
-    one beside the v1 controllers (hybrid layout); nothing elsewhere."""
+    one beside the v1 controllers (hybrid layout); nothing elsewhere. Looked at once: the
+    machine's layout does not change while its hosts start."""
     if not os.path.ismount(UNIFIED_CGROUP):
-        return []
-    out = run(["stat", "-f", "-c", "%t", UNIFIED_CGROUP], check=False).stdout.strip()
-    if not out or int(out, 16) != CGROUP2_MAGIC:
-        return []
-    return ["-v", "%s:%s:rw" % (UNIFIED_CGROUP, UNIFIED_CGROUP)]
+        return ()
+    fstype = run(["stat", "-f", "-c", "%T", UNIFIED_CGROUP], check=False).stdout.strip()
+    if fstype != "cgroup2fs":
+        return ()
+    return ("-v", "%s:%s:rw" % (UNIFIED_CGROUP, UNIFIED_CGROUP))
 
 
 class FleetError(Exception):
@@ -324,7 +326,7 @@ def start_container(name, host, key, image, vllm_env):
     """Run one host's container; return its id."""
     cmd = ["podman", "run", "-d", "--name", host.container(name), "--hostname", host.name,
            "--label", "%s=%s" % (LABEL, name)]
-    cmd += PODMAN_RUN_FLAGS + cgroup_flags()
+    cmd += PODMAN_RUN_FLAGS + list(cgroup_flags())
     if host.engine == "vllm":
         cmd += VLLM_RUN_FLAGS + ["-v", "%s:%s:ro" % (vllm_env, VLLM_MOUNT)]
     cmd += ["-p", "127.0.0.1:%d:22" % host.ssh_port,
