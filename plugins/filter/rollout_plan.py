@@ -23,9 +23,10 @@ def _wrap(fn):
 
 
 @_wrap
-def rollout_plan(hosts, hostvars):
-    """Canaries, the rest and the frozen hosts per rollout group."""
-    return _rollout.plan(hosts, hostvars)
+def rollout_plan(hosts, hostvars, serial=None):
+    """Canaries, the rest and the frozen hosts per rollout group; the batch size (serial)
+    and each host's model_max_fail_percentage are checked."""
+    return _rollout.plan(hosts, hostvars, serial)
 
 
 @_wrap

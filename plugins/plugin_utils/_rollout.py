@@ -43,13 +43,19 @@ def _canary_count(size, n, host):
     return max(1, min(n, count))
 
 
-def plan(hosts, hostvars):
+def plan(hosts, hostvars, serial=None):
     """Split hosts into canaries, the rest (waves) and frozen hosts, per rollout group.
 
     The rollout group of a host is model_rollout_group, or its first inventory group. The
     policy is model_upgrade_policy (immediate, canary, frozen; default immediate). Hosts
     with model_is_site_mirror only serve releases to other hosts and are not planned; the
-    plan's sync and mirrors say where each planned host gets the files (_sync_sources)."""
+    plan's sync and mirrors say where each planned host gets the files (_sync_sources).
+
+    The batch size (serial, the rest play's serial keyword) and each host's
+    model_max_fail_percentage are checked here, before any host is changed: a value the
+    rest play could not use would otherwise fail the run after the canaries."""
+    if serial is not None:
+        check_serial(serial)
     groups = {}
     order = []
     for h in hosts:
@@ -60,6 +66,8 @@ def plan(hosts, hostvars):
         policy = hv.get("model_upgrade_policy", "immediate")
         if policy not in POLICIES:
             raise RolloutError("host %s: model_upgrade_policy %r is not one of %s" % (h, policy, ", ".join(POLICIES)))
+        if policy != "frozen":
+            fail_percentage(hv.get("model_max_fail_percentage", 100), h)
         names = [g for g in hv.get("group_names", []) if g not in ("all", "ungrouped")]
         group = hv.get("model_rollout_group") or (names[0] if names else "ungrouped")
         if group not in groups:
@@ -194,22 +202,47 @@ def budget_spent(the_plan, hostvars, max_fail_percentage, ignore=()):
     hosts = planned(the_plan)
     if not hosts:
         return False
-    try:
-        pct = float(max_fail_percentage)
-    except (TypeError, ValueError):
-        raise RolloutError("model_max_fail_percentage %r is not a number" % (max_fail_percentage,))
+    pct = fail_percentage(max_fail_percentage)
     failed = [h for h in failed_hosts(the_plan, hostvars) if h not in ignore]
     return len(failed) * 100.0 > pct * len(hosts)
+
+
+def fail_percentage(value, host=None):
+    """model_max_fail_percentage as a number from 0 (the first failure halts the rest) to
+    100 (never halts); anything else (a word, a negative number, nan, inf) is refused."""
+    where = "host %s: " % host if host else ""
+    what = ("set it to the share of the planned hosts, from 0 to 100, that may fail before the rollout "
+            "halts (0: the first failure halts it; 100: it never halts)")
+    try:
+        pct = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        pct = None
+    if pct is None:
+        raise RolloutError("%smodel_max_fail_percentage %r is not a number: %s" % (where, value, what))
+    if not math.isfinite(pct) or not 0 <= pct <= 100:
+        raise RolloutError("%smodel_max_fail_percentage %r is not a percentage from 0 to 100: %s" % (where, value, what))
+    return pct
 
 
 def _batch_size(value, total):
     """One serial entry as a number of hosts, read by Ansible's own helper (an int, or a
     percentage of the play's hosts, at least 1); 0 or less means all of them."""
     try:
+        if isinstance(value, bool):
+            raise TypeError(value)
         n = pct_to_int(value, total)
     except (TypeError, ValueError):
-        raise RolloutError("model_serial %r is not a number of hosts or a percentage (e.g. 2 or '25%%')" % (value,))
+        raise RolloutError("model_serial %r is not a number of hosts or a percentage: set it to a number of hosts "
+                           "(2), a whole percentage of them ('25%%') or a list of these ([1, '50%%'])" % (value,))
     return total if n <= 0 else n
+
+
+def check_serial(serial):
+    """model_serial as the rest play's serial keyword takes it (a number of hosts, a
+    percentage, or a list of them), checked before any host is changed."""
+    for size in serial if isinstance(serial, (list, tuple)) else [serial]:
+        _batch_size(size, 100)
+    return serial
 
 
 def batches(play_hosts, serial):

@@ -71,6 +71,17 @@ def test_bootstrap_then_good_v2_canary_first_frozen_untouched_then_nothing(ansib
     listing = ansible.adhoc("all", "-m", "ansible.builtin.shell", "-a", "ls /srv/models/%s" % MODEL).stdout
     assert "2412" not in listing
 
+    # A batch size or failure budget the rollout cannot use fails the plan, before any host
+    # is changed (model_serial=two used to crash the run when the rest play started, after
+    # the canary had moved to 2412; nan never halted, -5 halted with no failure).
+    for bad, said in (("model_serial=two", r"model_serial 'two' is not a number of hosts or a percentage: set it to"),
+                      ("model_max_fail_percentage=nan",
+                       r"host \S+: model_max_fail_percentage 'nan' is not a percentage from 0 to 100: set it to")):
+        refused = upgrade(ansible, keys, release_env, "-e", bad, check=False)
+        assert refused.returncode != 0 and re.search(said, " ".join(refused.stdout.split())), refused.stdout[-3000:]
+        assert "PLAY [Canaries]" not in refused.stdout
+        assert currents(ansible) == dict((h, "2411/%s" % VARIANT) for h in ALL), bad
+
     run = upgrade(ansible, keys, release_env)
     out = run.stdout
     # The canary play ran before the rest, on gpu-01 alone.

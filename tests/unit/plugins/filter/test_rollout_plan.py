@@ -96,6 +96,38 @@ def test_unknown_policy_and_bad_canary_size_are_refused_naming_the_host():
         rollout_plan(["a"], {"a": _hv("canary", ["g"], "ten")})
 
 
+@pytest.mark.parametrize("serial", ["two", "12.5%", [1, "half"], True, None])
+def test_a_batch_size_the_rest_play_cannot_use_fails_the_plan(serial):
+    # Ansible's own serial keyword crashes on these ("invalid literal for int()") when the
+    # rest play starts, after the canaries were upgraded: the plan refuses them first.
+    hv = {"a": _hv("canary", ["g"]), "b": _hv("canary", ["g"])}
+    with pytest.raises(AnsibleFilterError, match=r"model_serial .* is not a number of hosts or a percentage: set it to"):
+        rollout_plan(["a", "b"], hv, serial if serial is not None else [2, None])
+
+
+@pytest.mark.parametrize("serial", [1, "2", "25%", 0, [1, "50%"], []])
+def test_a_batch_size_the_rest_play_can_use_plans(serial):
+    hv = {"a": _hv("canary", ["g"]), "b": _hv("canary", ["g"])}
+    assert rollout_plan(["a", "b"], hv, serial)["canary"] == ["a"]
+
+
+@pytest.mark.parametrize("pct, why", [
+    ("half", "is not a number"), (True, "is not a number"), ("-5", "is not a percentage from 0 to 100"),
+    (101, "is not a percentage from 0 to 100"), ("nan", "is not a percentage from 0 to 100"),
+    ("inf", "is not a percentage from 0 to 100"),
+])
+def test_a_failure_budget_that_is_no_percentage_fails_the_plan_naming_the_host(pct, why):
+    # -5 halted the rollout with no failure, nan and inf never halted it: refused up front.
+    hv = {"a": _hv("canary", ["g"]), "b": _hv("canary", ["g"]), "c": _hv("frozen", ["crit"])}
+    hv["b"]["model_max_fail_percentage"] = pct
+    with pytest.raises(AnsibleFilterError, match="host b: model_max_fail_percentage %r %s: set it to the share" % (pct, why)):
+        rollout_plan(["a", "b", "c"], hv)
+    # a frozen host's value decides nothing
+    hv["b"]["model_max_fail_percentage"] = 0
+    hv["c"]["model_max_fail_percentage"] = pct
+    assert rollout_plan(["a", "b", "c"], hv)["frozen"] == ["c"]
+
+
 def _fleet():
     """Two canary groups (gpu: 1 canary of 3, npu: 1 of 2), an immediate edge group and a
     frozen host, as upgrade.yml sees them."""
@@ -149,6 +181,9 @@ def test_the_failure_budget_counts_failed_and_unfinished_hosts_of_the_planned_on
     assert rollout_budget_spent(plan, hv, 0)
     with pytest.raises(AnsibleFilterError, match="model_max_fail_percentage 'half' is not a number"):
         rollout_budget_spent(plan, hv, "half")
+    for pct in ("-5", "nan", "inf", 100.5):
+        with pytest.raises(AnsibleFilterError, match="is not a percentage from 0 to 100"):
+            rollout_budget_spent(plan, hv, pct)
 
 
 def test_a_host_of_a_batch_counts_only_earlier_batches_against_the_budget():
