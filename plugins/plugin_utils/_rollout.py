@@ -237,10 +237,15 @@ def _batch_size(value, total):
     return total if n <= 0 else n
 
 
+def _serial_sizes(serial):
+    """The entries of a serial value: a list of them, or the one value."""
+    return list(serial) if isinstance(serial, (list, tuple)) else [serial]
+
+
 def check_serial(serial):
     """model_serial as the rest play's serial keyword takes it (a number of hosts, a
     percentage, or a list of them), checked before any host is changed."""
-    for size in serial if isinstance(serial, (list, tuple)) else [serial]:
+    for size in _serial_sizes(serial):
         _batch_size(size, 100)
     return serial
 
@@ -249,7 +254,7 @@ def batches(play_hosts, serial):
     """The play's hosts in the batches serial makes of them (serial: a number, a percentage
     or a list of them, the last one repeated), the way Ansible splits a serial play."""
     hosts = list(play_hosts)
-    sizes = serial if isinstance(serial, (list, tuple)) else [serial]
+    sizes = _serial_sizes(serial)
     if not sizes:
         sizes = ["100%"]
     total = len(hosts)
